@@ -1,0 +1,297 @@
+"""``KerberosTickets``: the configuration section for tickets, shared by both login modes.
+
+Both authenticators inherit from :class:`KerberosTickets`, so its options are
+set as ``c.KerberosTickets.<name>`` whichever mode is used, and JupyterHub's
+``--help-all`` lists them. The class is a thin layer: it reads the options and
+runs the plain ticket core (:mod:`kerbauth.tickets`) off the event loop.
+"""
+
+import asyncio
+import os
+import pwd
+from concurrent.futures import ThreadPoolExecutor
+
+from jupyterhub.utils import maybe_future
+from traitlets import Bool, Float, Integer, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from . import ccache, tickets
+from .errors import TicketError
+from .usernames import InvalidUsername, log_safe
+
+__all__ = ["KerberosTickets"]
+
+
+class KerberosTickets(LoggingConfigurable):
+    """Gives every spawned server a Kerberos ticket of its own user.
+
+    At spawn (``pre_spawn_start``) the user's TGT is obtained from their
+    keytab and written to a cache file the user owns; the server gets it as
+    ``KRB5CCNAME``. At stop (``post_spawn_stop``) the cache is removed.
+    """
+
+    realm = Unicode(
+        "",
+        config=True,
+        help="""
+        The Kerberos realm of the users' principals, e.g. ``"CORP.EXAMPLE.COM"``.
+
+        Default: the ``default_realm`` of krb5.conf (``$KRB5_CONFIG`` or
+        /etc/krb5.conf).
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    principal_template = Unicode(
+        "{username}@{realm}",
+        config=True,
+        help="""
+        How a user's principal is built from their JupyterHub username.
+
+        ``{username}`` and ``{realm}`` are replaced; the username is checked
+        first (letters, digits, ``.``, ``_`` and ``-`` only), so it cannot add
+        an instance or a realm of its own. The principal is never taken from
+        the keytab. Example: ``"{username}/pg-dmp-workbench2@{realm}"``.
+        Default: ``"{username}@{realm}"``.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    keytab_template = Unicode(
+        "",
+        config=True,
+        help="""
+        Path of each user's keytab; ``{username}`` is replaced.
+
+        Example: ``"/home/{username}/{username}.keytab"``. The keytab must be
+        a regular file (a symlink, FIFO or device is refused) owned by root or
+        by the user, with no access for group or others (mode 0600 or 0400).
+        No default: it must be set.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    ccache_dir = Unicode(
+        "/run/kerbauth",
+        config=True,
+        help="""
+        Directory of the ticket caches, one file per user (``krb5cc_<username>``).
+
+        It must be owned by the user the hub runs as (root) and writable by
+        nobody else; a symlink or a group/world-writable directory such as
+        /tmp is refused. A missing directory is created with mode 0711.
+        Example: ``"/run/kerbauth"`` (the default).
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    backend = Unicode(
+        "",
+        config=True,
+        help="""
+        How tickets are requested: ``"krb5"`` (the MIT library, in a pool of
+        worker processes; needs ``pip install kerbauth[krb5]``) or
+        ``"kinit"`` (runs the kinit program, MIT or Heimdal).
+
+        Default: ``"krb5"`` when the krb5 bindings are installed, ``"kinit"``
+        otherwise. The hub logs which one it uses.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    kinit_path = Unicode(
+        "kinit",
+        config=True,
+        help="""
+        The kinit program used by the ``"kinit"`` backend, e.g.
+        ``"/usr/bin/kinit"``. Default: ``"kinit"`` from ``$PATH``.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    timeout = Float(
+        10,
+        config=True,
+        help="""
+        Seconds one ticket request may take before it is abandoned and its
+        kinit or worker process killed, e.g. ``5``. Default: 10.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    required = Bool(
+        True,
+        config=True,
+        help="""
+        Whether a server may start only with a ticket.
+
+        True (the default): when no ticket can be obtained, the spawn is
+        refused with a message the user can act on, and the cause is logged.
+        False: the server starts without a ticket (no ``KRB5CCNAME``) and a
+        warning is logged.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    ticket_concurrency = Integer(
+        4,
+        config=True,
+        help="""
+        How many ticket requests may run at once; more wait their turn.
+        Bounds the threads, kinit processes and krb5 workers kerbauth uses,
+        e.g. ``8``. Default: 4.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @validate("backend")
+    def _check_backend(self, proposal):
+        if proposal.value not in ("", "krb5", "kinit"):
+            raise ValueError(
+                f'KerberosTickets.backend must be "krb5" or "kinit", not {proposal.value!r}'
+            )
+        return proposal.value
+
+    @validate("timeout")
+    def _check_timeout(self, proposal):
+        if not proposal.value > 0:
+            raise ValueError("KerberosTickets.timeout must be a positive number of seconds")
+        return proposal.value
+
+    @validate("ticket_concurrency")
+    def _check_concurrency(self, proposal):
+        if proposal.value < 1:
+            raise ValueError("KerberosTickets.ticket_concurrency must be at least 1")
+        return proposal.value
+
+    @default("realm")
+    def _default_realm(self):
+        return tickets.default_realm() or ""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._ticket_backend = None
+        self._ticket_executor = ThreadPoolExecutor(
+            self.ticket_concurrency, thread_name_prefix="kerbauth-ticket"
+        )
+
+    # --- pieces a subclass may override -------------------------------------------
+
+    def ticket_owner(self, user):
+        """The ``(uid, gid)`` the cache of ``user`` is given: the local account's."""
+        try:
+            entry = pwd.getpwnam(user.name)
+        except KeyError:
+            raise TicketError(
+                "config", f"there is no local account {log_safe(user.name)!r} to own the cache"
+            ) from None
+        return entry.pw_uid, entry.pw_gid
+
+    # --- the ticket itself -------------------------------------------------------
+
+    @property
+    def ticket_backend(self):
+        """The backend object, made (and logged) on first use."""
+        if self._ticket_backend is None:
+            if not self.keytab_template:
+                raise TicketError("config", "KerberosTickets.keytab_template is not set")
+            if not self.realm:
+                raise TicketError(
+                    "config",
+                    "KerberosTickets.realm is not set and krb5.conf names no default_realm",
+                )
+            ccache.prepare_ccache_dir(self.ccache_dir)
+            self._ticket_backend = tickets.make_backend(
+                self.backend, self.kinit_path, max_workers=self.ticket_concurrency
+            )
+            self.log.info(
+                "kerbauth: tickets from keytabs (%s) through the %s backend, caches in %s",
+                self.keytab_template,
+                self._ticket_backend.name,
+                self.ccache_dir,
+            )
+        return self._ticket_backend
+
+    def _ticket_paths(self, username):
+        return (
+            tickets.build_principal(self.principal_template, username, self.realm),
+            tickets.keytab_path(self.keytab_template, username),
+            tickets.ccache_path(self.ccache_dir, username),
+        )
+
+    def _obtain_ticket_sync(self, user):
+        backend = self.ticket_backend
+        principal, keytab, cache = self._ticket_paths(user.name)
+        uid, gid = self.ticket_owner(user)
+        tickets.keytab_ticket(
+            backend,
+            principal=principal,
+            keytab=keytab,
+            ccache=cache,
+            uid=uid,
+            gid=gid,
+            timeout=self.timeout,
+        )
+        return principal, cache
+
+    async def obtain_ticket(self, user):
+        """Get ``user`` a fresh ticket in their cache; return ``(principal, cache path)``.
+
+        Runs on kerbauth's own thread pool; raises :class:`TicketError`.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._ticket_executor, self._obtain_ticket_sync, user)
+        except InvalidUsername as e:
+            raise TicketError("config", str(e)) from None
+
+    async def remove_ticket(self, user):
+        """Remove ``user``'s cache, if there is one."""
+        try:
+            cache = tickets.ccache_path(self.ccache_dir, user.name)
+        except InvalidUsername:
+            return False
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._ticket_executor, ccache.remove_ccache, cache)
+
+    # --- JupyterHub's spawn hooks ------------------------------------------------
+
+    async def pre_spawn_start(self, user, spawner):
+        """Give the server a ticket: write the cache, set ``KRB5CCNAME``."""
+        await maybe_future(super().pre_spawn_start(user, spawner))
+        try:
+            principal, cache = await self.obtain_ticket(user)
+        except TicketError as e:
+            if self.required:
+                self.log.error(
+                    "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
+                )
+                raise
+            self.log.warning(
+                "kerbauth: starting %s's server without a Kerberos ticket"
+                " (KerberosTickets.required is False): %s",
+                log_safe(user.name),
+                e,
+            )
+            return
+        environment = dict(spawner.environment)
+        environment["KRB5CCNAME"] = f"FILE:{cache}"
+        if os.environ.get("KRB5_CONFIG"):
+            environment["KRB5_CONFIG"] = os.environ["KRB5_CONFIG"]
+        spawner.environment = environment
+        self.log.info("kerbauth: ticket for %s written to %s", principal, cache)
+
+    async def post_spawn_stop(self, user, spawner):
+        """Remove the server's ticket cache."""
+        await maybe_future(super().post_spawn_stop(user, spawner))
+        if await self.remove_ticket(user):
+            self.log.info("kerbauth: removed the ticket cache of %s", log_safe(user.name))

@@ -1,0 +1,103 @@
+"""The ticket core: from a username to a ticket cache the user owns.
+
+Plain functions, no traitlets: :class:`kerbauth.KerberosTickets` reads the
+configuration and calls these off the event loop.
+"""
+
+import os
+import re
+
+from .ccache import write_ccache
+from .errors import TicketError
+from .keytab import open_keytab
+from .kinit_backend import KinitBackend
+from .krb5_backend import Krb5Backend, krb5_available
+from .usernames import check_username
+
+__all__ = [
+    "build_principal",
+    "keytab_path",
+    "ccache_path",
+    "default_realm",
+    "make_backend",
+    "keytab_ticket",
+]
+
+
+def build_principal(template, username, realm):
+    """The principal for ``username``: ``template`` filled in after the name is checked.
+
+    The principal is never read from the keytab: a keytab that holds another
+    principal's keys must not give this user that principal's ticket.
+    """
+    return template.format(username=check_username(username), realm=realm)
+
+
+def keytab_path(template, username):
+    """The keytab path for ``username``."""
+    return template.format(username=check_username(username))
+
+
+def ccache_path(directory, username):
+    """Where the cache of ``username`` lives inside the cache directory."""
+    return os.path.join(directory, f"krb5cc_{check_username(username)}")
+
+
+_DEFAULT_REALM = re.compile(r"^\s*default_realm\s*=\s*(\S+)", re.MULTILINE)
+_SECTION = re.compile(r"^\s*\[([^\]]+)\]", re.MULTILINE)
+
+
+def default_realm(environ=os.environ):
+    """The ``default_realm`` of krb5.conf (``KRB5_CONFIG`` or /etc/krb5.conf), or None."""
+    for path in environ.get("KRB5_CONFIG", "/etc/krb5.conf").split(":"):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        sections = list(_SECTION.finditer(text))
+        for i, section in enumerate(sections):
+            if section.group(1).strip() != "libdefaults":
+                continue
+            end = sections[i + 1].start() if i + 1 < len(sections) else len(text)
+            match = _DEFAULT_REALM.search(text, section.end(), end)
+            if match:
+                return match.group(1)
+    return None
+
+
+def make_backend(name, kinit_path="kinit", max_workers=4):
+    """The backend called ``name`` ("krb5" or "kinit"); "" picks krb5 when installed."""
+    if not name:
+        name = "krb5" if krb5_available() else "kinit"
+    if name == "krb5":
+        if not krb5_available():
+            raise TicketError(
+                "config",
+                'KerberosTickets.backend is "krb5" but the krb5 bindings are not installed;'
+                ' install kerbauth[krb5] or set KerberosTickets.backend = "kinit"',
+            )
+        return Krb5Backend(max_workers=max_workers)
+    if name == "kinit":
+        return KinitBackend(kinit_path)
+    raise TicketError("config", f'KerberosTickets.backend must be "krb5" or "kinit", not {name!r}')
+
+
+def keytab_ticket(backend, *, principal, keytab, ccache, uid, gid, timeout):
+    """Get a TGT for ``principal`` from ``keytab`` into ``ccache``, owned by ``uid``/``gid``.
+
+    The keytab is checked (see :func:`kerbauth.keytab.open_keytab`) and read
+    through the checked descriptor; the cache is written atomically (see
+    :func:`kerbauth.ccache.write_ccache`). Raises :class:`TicketError`; on
+    error the previous cache is unchanged.
+    """
+    fd = open_keytab(keytab, uid)
+    try:
+        write_ccache(
+            ccache,
+            lambda tmp: backend.keytab_ticket(principal, fd, tmp, timeout),
+            uid,
+            gid,
+        )
+    finally:
+        os.close(fd)
