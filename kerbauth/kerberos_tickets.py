@@ -179,10 +179,42 @@ class KerberosTickets(LoggingConfigurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._ticket_backend = None
         self._ticket_executor = ThreadPoolExecutor(
             self.ticket_concurrency, thread_name_prefix="kerbauth-ticket"
         )
+        self.ticket_backend = self._make_ticket_backend()
+
+    def _make_ticket_backend(self):
+        """Check the options that go together and make the backend; log what is used.
+
+        A hub whose tickets cannot work refuses to start, with the option to fix
+        in the message, rather than failing every spawn later.
+        """
+        if not self.keytab_template:
+            if self.required:
+                raise ValueError(
+                    "KerberosTickets.keytab_template is not set: kerbauth cannot get tickets"
+                    ' (set it, e.g. "/home/{username}/{username}.keytab", or set'
+                    " KerberosTickets.required = False to start servers without tickets)"
+                )
+            self.log.warning("kerbauth: KerberosTickets.keytab_template is not set; no tickets")
+            return None
+        if not self.realm:
+            raise ValueError(
+                "KerberosTickets.realm is not set and krb5.conf names no default_realm"
+            )
+        ccache.prepare_ccache_dir(self.ccache_dir)
+        backend = tickets.make_backend(
+            self.backend, self.kinit_path, max_workers=self.ticket_concurrency
+        )
+        self.log.info(
+            "kerbauth: tickets for %s from %s through the %s backend, caches in %s",
+            self.principal_template.replace("{realm}", self.realm),
+            self.keytab_template,
+            backend.name,
+            self.ccache_dir,
+        )
+        return backend
 
     # --- pieces a subclass may override -------------------------------------------
 
@@ -198,29 +230,6 @@ class KerberosTickets(LoggingConfigurable):
 
     # --- the ticket itself -------------------------------------------------------
 
-    @property
-    def ticket_backend(self):
-        """The backend object, made (and logged) on first use."""
-        if self._ticket_backend is None:
-            if not self.keytab_template:
-                raise TicketError("config", "KerberosTickets.keytab_template is not set")
-            if not self.realm:
-                raise TicketError(
-                    "config",
-                    "KerberosTickets.realm is not set and krb5.conf names no default_realm",
-                )
-            ccache.prepare_ccache_dir(self.ccache_dir)
-            self._ticket_backend = tickets.make_backend(
-                self.backend, self.kinit_path, max_workers=self.ticket_concurrency
-            )
-            self.log.info(
-                "kerbauth: tickets from keytabs (%s) through the %s backend, caches in %s",
-                self.keytab_template,
-                self._ticket_backend.name,
-                self.ccache_dir,
-            )
-        return self._ticket_backend
-
     def _ticket_paths(self, username):
         return (
             tickets.build_principal(self.principal_template, username, self.realm),
@@ -229,11 +238,12 @@ class KerberosTickets(LoggingConfigurable):
         )
 
     def _obtain_ticket_sync(self, user):
-        backend = self.ticket_backend
+        if self.ticket_backend is None:
+            raise TicketError("config", "KerberosTickets.keytab_template is not set")
         principal, keytab, cache = self._ticket_paths(user.name)
         uid, gid = self.ticket_owner(user)
         tickets.keytab_ticket(
-            backend,
+            self.ticket_backend,
             principal=principal,
             keytab=keytab,
             ccache=cache,

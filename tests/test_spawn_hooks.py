@@ -1,0 +1,99 @@
+"""pre_spawn_start / post_spawn_stop with a real realm and a real local account (nobody)."""
+
+import logging
+import os
+import pwd
+import stat
+from types import SimpleNamespace
+
+import pytest
+from traitlets.config import Config
+
+from kerbauth import KerberosPAMAuthenticator
+from kerbauth.errors import TicketError
+from support.realm import add_principal, klist
+
+USER = "nobody"  # a local account every Debian machine has
+
+
+@pytest.fixture
+def account():
+    return pwd.getpwnam(USER)
+
+
+@pytest.fixture
+def setup(tmp_path, krb5_env, account, ccache_dir):
+    keytabs = tmp_path / "keytabs"
+    keytabs.mkdir()
+    c = Config()
+    c.KerberosTickets.keytab_template = str(keytabs / "{username}.keytab")
+    c.KerberosTickets.ccache_dir = ccache_dir
+    return SimpleNamespace(realm=krb5_env, config=c, keytabs=keytabs)
+
+
+def spawner():
+    return SimpleNamespace(environment={"KEEP": "me"})
+
+
+def make_keytab(setup, account):
+    keytab = setup.keytabs / f"{USER}.keytab"
+    if not keytab.exists():
+        add_principal(setup.realm, USER, str(keytab), uid=account.pw_uid, gid=account.pw_gid)
+    return keytab
+
+
+async def test_spawn_gets_a_ticket_and_stop_removes_it(setup, account):
+    make_keytab(setup, account)
+    authenticator = KerberosPAMAuthenticator(config=setup.config)
+    user, server = SimpleNamespace(name=USER), spawner()
+    await authenticator.pre_spawn_start(user, server)
+    ccname = server.environment["KRB5CCNAME"]
+    path = ccname.removeprefix("FILE:")
+    assert path == os.path.join(setup.config.KerberosTickets.ccache_dir, f"krb5cc_{USER}")
+    assert server.environment["KEEP"] == "me"
+    assert server.environment["KRB5_CONFIG"] == os.environ["KRB5_CONFIG"]
+    st = os.lstat(path)
+    assert (st.st_uid, st.st_gid) == (account.pw_uid, account.pw_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    out = klist(ccname, setup.realm.env, user=USER)
+    assert f"Default principal: {USER}@{setup.realm.realm}" in out.stdout
+    await authenticator.post_spawn_stop(user, server)
+    assert not os.path.exists(path)
+
+
+async def test_missing_keytab_refuses_the_spawn_and_logs_the_file(setup, caplog):
+    authenticator = KerberosPAMAuthenticator(config=setup.config)
+    server = spawner()
+    with pytest.raises(TicketError) as info:
+        await authenticator.pre_spawn_start(SimpleNamespace(name=USER), server)
+    keytab = str(setup.keytabs / f"{USER}.keytab")
+    assert "KRB5CCNAME" not in server.environment
+    message = info.value.jupyterhub_message
+    assert message.startswith("No Kerberos ticket could be obtained for you")
+    assert "no usable keytab" in message
+    assert keytab not in message, "the user is not shown server paths"
+    assert keytab in caplog.text and "does not exist" in caplog.text
+
+
+async def test_not_required_starts_without_a_ticket_and_warns(setup, caplog):
+    setup.config.KerberosTickets.required = False
+    authenticator = KerberosPAMAuthenticator(config=setup.config)
+    server = spawner()
+    with caplog.at_level(logging.WARNING):
+        await authenticator.pre_spawn_start(SimpleNamespace(name=USER), server)
+    assert "KRB5CCNAME" not in server.environment
+    assert "without a Kerberos ticket" in caplog.text
+
+
+async def test_hostile_username_never_reaches_a_path(setup):
+    authenticator = KerberosPAMAuthenticator(config=setup.config)
+    with pytest.raises(TicketError) as info:
+        await authenticator.pre_spawn_start(SimpleNamespace(name="../../etc"), spawner())
+    assert info.value.cause == "config"
+    assert os.listdir(setup.config.KerberosTickets.ccache_dir) == []
+
+
+async def test_user_without_local_account_is_refused(setup):
+    authenticator = KerberosPAMAuthenticator(config=setup.config)
+    with pytest.raises(TicketError, match="no local account"):
+        await authenticator.pre_spawn_start(SimpleNamespace(name="no-such-user-kbt"), spawner())
