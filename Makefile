@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both install
+# what they need first (scripts/install-deps, idempotent; run as root).
+
+VENV ?= /opt/kerbauth/venv
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format docs demo clean
+
+setup:
+	VENV=$(VENV) scripts/install-deps
+
+test: setup
+	$(VENV)/bin/ruff check kerbauth tests examples benchmarks docs
+	$(VENV)/bin/ruff format --check kerbauth tests examples benchmarks docs
+	$(VENV)/bin/sphinx-build -q -W -b html docs docs/_build/html
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check kerbauth tests examples benchmarks docs
+	$(VENV)/bin/ruff format --check kerbauth tests examples benchmarks docs
+
+format:
+	$(VENV)/bin/ruff format kerbauth tests examples benchmarks docs
+	$(VENV)/bin/ruff check --fix kerbauth tests examples benchmarks docs
+
+docs:
+	$(VENV)/bin/sphinx-build -b html docs docs/_build/html
+
+demo: setup
+	$(VENV)/bin/python -m kerbauth.demo $(DEMO_ARGS)
+
+clean:
+	rm -rf docs/_build build dist
