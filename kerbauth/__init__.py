@@ -6,4 +6,9 @@ from .kerberos_tickets import KerberosTickets  # noqa: E402
 from .ldap import KerberosLDAPAuthenticator  # noqa: E402
 from .pam import KerberosPAMAuthenticator  # noqa: E402
 
-__all__ = ["KerberosTickets", "KerberosPAMAuthenticator", "KerberosLDAPAuthenticator", "__version__"]
+__all__ = [
+    "KerberosTickets",
+    "KerberosPAMAuthenticator",
+    "KerberosLDAPAuthenticator",
+    "__version__",
+]

@@ -22,7 +22,7 @@ class KinitBackend:
         self.kinit_path = kinit_path
 
     def keytab_ticket(self, principal, keytab_fd, ccache_path, timeout):
-        """Write a TGT for ``principal`` from the keytab open at ``keytab_fd`` to ``ccache_path``."""
+        """Write a TGT for ``principal`` from the keytab at ``keytab_fd`` into ``ccache_path``."""
         argv = [
             self.kinit_path,
             "-k",

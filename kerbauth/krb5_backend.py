@@ -82,7 +82,7 @@ class Krb5Backend:
         self._lock = threading.Lock()
 
     def keytab_ticket(self, principal, keytab_fd, ccache_path, timeout):
-        """Write a TGT for ``principal`` from the keytab open at ``keytab_fd`` to ``ccache_path``."""
+        """Write a TGT for ``principal`` from the keytab at ``keytab_fd`` into ``ccache_path``."""
         self._request(
             {
                 "op": "keytab_ticket",

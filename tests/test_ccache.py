@@ -39,7 +39,9 @@ def test_writable_by_others_is_refused(tmp_path, mode):
     path = tmp_path / "shared"
     path.mkdir()
     os.chmod(path, mode)
-    with pytest.raises(CcacheError, match=r"KerberosTickets.ccache_dir .* writable by group or others"):
+    with pytest.raises(
+        CcacheError, match=r"KerberosTickets.ccache_dir .* writable by group or others"
+    ):
         prepare_ccache_dir(str(path))
 
 
