@@ -7,16 +7,19 @@ runs the plain ticket core (:mod:`kerbauth.tickets`) off the event loop.
 """
 
 import asyncio
+import functools
 import os
 import pwd
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from jupyterhub.utils import maybe_future
 from traitlets import Bool, Float, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from . import ccache, tickets
+from . import ccache, metrics, tickets
 from .errors import TicketError
+from .renewal import RenewalTarget, Renewer
 from .usernames import InvalidUsername, log_safe
 
 __all__ = ["KerberosTickets"]
@@ -153,6 +156,42 @@ class KerberosTickets(LoggingConfigurable):
         """,
     )
 
+    renew_margin = Float(
+        1800,
+        config=True,
+        help="""
+        Seconds before a running server's ticket ends at which the hub gets it
+        a new one, e.g. ``3600``. A ticket that lives shorter than twice this
+        is renewed at half its life instead. Default: 1800 (30 minutes).
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    renew_interval = Float(
+        60,
+        config=True,
+        help="""
+        Seconds between two looks at the running servers' tickets, e.g.
+        ``300``. Keep it well below ``renew_margin``. Default: 60.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    renew_max_backoff = Float(
+        60,
+        config=True,
+        help="""
+        Longest wait, in seconds, between two renewal attempts for a user
+        whose renewal keeps failing (a KDC that is down, say). Attempts back
+        off 1, 2, 4, ... seconds up to this, and go on until the KDC is back.
+        Default: 60.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
     @validate("backend")
     def _check_backend(self, proposal):
         if proposal.value not in ("", "krb5", "kinit"):
@@ -165,6 +204,14 @@ class KerberosTickets(LoggingConfigurable):
     def _check_timeout(self, proposal):
         if not proposal.value > 0:
             raise ValueError("KerberosTickets.timeout must be a positive number of seconds")
+        return proposal.value
+
+    @validate("renew_margin", "renew_interval", "renew_max_backoff")
+    def _check_renewal_seconds(self, proposal):
+        if not proposal.value > 0:
+            raise ValueError(
+                f"KerberosTickets.{proposal.trait.name} must be a positive number of seconds"
+            )
         return proposal.value
 
     @validate("ticket_concurrency")
@@ -183,6 +230,16 @@ class KerberosTickets(LoggingConfigurable):
             self.ticket_concurrency, thread_name_prefix="kerbauth-ticket"
         )
         self.ticket_backend = self._make_ticket_backend()
+        self.renewer = Renewer(
+            targets=self._renewal_targets,
+            executor=self._ticket_executor,
+            margin=self.renew_margin,
+            interval=self.renew_interval,
+            max_backoff=self.renew_max_backoff,
+            log=self.log,
+            on_result=self._renewal_result,
+        )
+        self._start_renewal()
 
     def _make_ticket_backend(self):
         """Check the options that go together and make the backend; log what is used.
@@ -237,19 +294,30 @@ class KerberosTickets(LoggingConfigurable):
             tickets.ccache_path(self.ccache_dir, username),
         )
 
-    def _obtain_ticket_sync(self, user):
+    def _obtain_ticket_sync(self, user, purpose="spawn"):
         if self.ticket_backend is None:
             raise TicketError("config", "KerberosTickets.keytab_template is not set")
-        principal, keytab, cache = self._ticket_paths(user.name)
-        uid, gid = self.ticket_owner(user)
-        tickets.keytab_ticket(
-            self.ticket_backend,
-            principal=principal,
-            keytab=keytab,
-            ccache=cache,
-            uid=uid,
-            gid=gid,
-            timeout=self.timeout,
+        started = time.monotonic()
+        try:
+            principal, keytab, cache = self._ticket_paths(user.name)
+            uid, gid = self.ticket_owner(user)
+            tickets.keytab_ticket(
+                self.ticket_backend,
+                principal=principal,
+                keytab=keytab,
+                ccache=cache,
+                uid=uid,
+                gid=gid,
+                timeout=self.timeout,
+            )
+        except InvalidUsername as e:
+            metrics.TICKET_FAILURES.labels("config", purpose).inc()
+            raise TicketError("config", str(e)) from None
+        except TicketError as e:
+            metrics.TICKET_FAILURES.labels(e.cause, purpose).inc()
+            raise
+        metrics.TICKET_REQUEST_SECONDS.labels(self.ticket_backend.name, purpose).observe(
+            time.monotonic() - started
         )
         return principal, cache
 
@@ -259,10 +327,7 @@ class KerberosTickets(LoggingConfigurable):
         Runs on kerbauth's own thread pool; raises :class:`TicketError`.
         """
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._ticket_executor, self._obtain_ticket_sync, user)
-        except InvalidUsername as e:
-            raise TicketError("config", str(e)) from None
+        return await loop.run_in_executor(self._ticket_executor, self._obtain_ticket_sync, user)
 
     async def remove_ticket(self, user):
         """Remove ``user``'s cache, if there is one."""
@@ -273,11 +338,52 @@ class KerberosTickets(LoggingConfigurable):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._ticket_executor, ccache.remove_ccache, cache)
 
+    # --- renewal -------------------------------------------------------------------
+
+    def _running_users(self):
+        """The hub's users with at least one active server (empty outside a hub)."""
+        users = getattr(self.parent, "users", None)
+        if users is None or not hasattr(users, "values"):
+            return []
+        return [u for u in users.values() if any(s.active for s in u.spawners.values())]
+
+    def _renewal_targets(self):
+        targets = []
+        for user in self._running_users():
+            try:
+                cache = tickets.ccache_path(self.ccache_dir, user.name)
+            except InvalidUsername:
+                continue
+            # Only servers kerbauth gave a ticket have a cache to keep fresh.
+            if os.path.lexists(cache):
+                targets.append(
+                    RenewalTarget(
+                        key=user.name,
+                        cache=cache,
+                        renew=functools.partial(self._obtain_ticket_sync, user, "renewal"),
+                    )
+                )
+        return targets
+
+    def _renewal_result(self, key, error, seconds):
+        metrics.TICKETS_EXPIRING.set(self.renewer.expiring)
+
+    def _start_renewal(self):
+        """Start the renewal loop if there is a running event loop (there is in a hub)."""
+        if self.ticket_backend is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.renewer.start()
+
     # --- JupyterHub's spawn hooks ------------------------------------------------
 
     async def pre_spawn_start(self, user, spawner):
         """Give the server a ticket: write the cache, set ``KRB5CCNAME``."""
         await maybe_future(super().pre_spawn_start(user, spawner))
+        self._start_renewal()
         try:
             principal, cache = await self.obtain_ticket(user)
         except TicketError as e:
@@ -303,5 +409,9 @@ class KerberosTickets(LoggingConfigurable):
     async def post_spawn_stop(self, user, spawner):
         """Remove the server's ticket cache."""
         await maybe_future(super().post_spawn_stop(user, spawner))
+        others = [s for s in getattr(user, "spawners", {}).values() if s is not spawner]
+        if any(s.active for s in others):
+            # One cache serves all of a user's servers; another one still runs.
+            return
         if await self.remove_ticket(user):
             self.log.info("kerbauth: removed the ticket cache of %s", log_safe(user.name))

@@ -1,0 +1,162 @@
+"""Renewal sweeps against a real KDC: what is due, backoff, one log line per failure streak."""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import pytest
+
+from kerbauth import tickets
+from kerbauth.ccache import read_ccache
+from kerbauth.errors import TicketError
+from kerbauth.renewal import RenewalTarget, Renewer
+from support.realm import add_principal
+
+UID, GID = 54321, 54322
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(4) as pool:
+        yield pool
+
+
+def make_target(k5, tmp_path, name, backend):
+    keytab = tmp_path / f"{name}.keytab"
+    principal = add_principal(k5, name, str(keytab), uid=UID, gid=GID)
+    cache_dir = tmp_path / "cc"
+    cache_dir.mkdir(mode=0o711, exist_ok=True)
+    cache = str(cache_dir / f"krb5cc_{name}")
+    renew = partial(
+        tickets.keytab_ticket,
+        backend,
+        principal=principal,
+        keytab=str(keytab),
+        ccache=cache,
+        uid=UID,
+        gid=GID,
+        timeout=5,
+    )
+    renew()
+    return RenewalTarget(key=name, cache=cache, renew=renew)
+
+
+def renewer(targets, executor, clock, margin=600, log=None):
+    return Renewer(
+        targets=lambda: targets,
+        executor=executor,
+        margin=margin,
+        interval=60,
+        max_backoff=60,
+        log=log or logging.getLogger("test-renewal"),
+        clock=clock,
+    )
+
+
+async def test_only_tickets_within_the_margin_are_renewed(krb5_env, tmp_path, executor):
+    backend = tickets.make_backend("kinit")
+    fresh = make_target(krb5_env, tmp_path, "fresh1", backend)
+    target = make_target(krb5_env, tmp_path, "ending1", backend)
+    ticket = read_ccache(target.cache)
+    clock = Clock(ticket.end - 300)  # 5 minutes before the end: within a 10-minute margin
+    before = {t.key: open(t.cache, "rb").read() for t in (fresh, target)}
+    r = renewer([target], executor, clock)
+    assert await r.sweep() == 1
+    assert open(target.cache, "rb").read() != before["ending1"], "a new ticket was written"
+    assert read_ccache(target.cache).end >= ticket.end
+    clock.now = read_ccache(fresh.cache).start  # just issued: nowhere near the margin
+    r = renewer([fresh], executor, clock)
+    assert await r.sweep() == 0
+    assert open(fresh.cache, "rb").read() == before["fresh1"]
+
+
+def test_short_tickets_are_renewed_at_half_life():
+    r = Renewer(targets=list, executor=None, margin=1800, interval=60, max_backoff=60, log=None)
+    start, end = 1000, 1000 + 120  # a 2-minute ticket, far shorter than the margin
+    assert not r.is_due((start, end), start + 30)
+    assert r.is_due((start, end), start + 61)
+    assert r.is_due(None, start), "an unreadable cache is due"
+    assert not r.is_due((0, 36000), 36000 - 1801)
+    assert r.is_due((0, 36000), 36000 - 1800)
+
+
+async def test_kdc_down_backs_off_logs_once_and_recovers(
+    private_realm, tmp_path, executor, caplog, monkeypatch
+):
+    monkeypatch.setenv("KRB5_CONFIG", private_realm.env["KRB5_CONFIG"])
+    backend = tickets.make_backend("kinit")
+    target = make_target(private_realm, tmp_path, "downer", backend)
+    before = open(target.cache, "rb").read()
+    clock = Clock(read_ccache(target.cache).end)  # expired: due
+    r = renewer([target], executor, clock)
+    private_realm.stop_kdc()
+    caplog.set_level(logging.INFO, logger="test-renewal")
+    attempts = 0
+    for _ in range(8):
+        attempts += await r.sweep()
+        clock.now += 3  # a little time passes between sweeps
+    # Backoff 1, 2, 4, 8 ...: fewer attempts than sweeps, but it keeps trying.
+    assert 2 <= attempts < 8
+    failures = [rec for rec in caplog.records if "renewal for downer failed" in rec.message]
+    assert len(failures) == 1, "one log line per failure streak"
+    assert "kdc_unreachable" in failures[0].message
+    assert open(target.cache, "rb").read() == before, "the old cache is kept meanwhile"
+    private_realm.start_kdc()
+    clock.now += 60  # past any backoff
+    assert await r.sweep() == 1
+    assert open(target.cache, "rb").read() != before
+    assert any("works again" in rec.message for rec in caplog.records)
+
+
+async def test_backoff_is_capped(tmp_path, executor):
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise TicketError("kdc_unreachable", "down")
+
+    target = RenewalTarget(key="x", cache=str(tmp_path / "missing"), renew=failing)
+    clock = Clock(0)
+    r = Renewer(
+        targets=lambda: [target],
+        executor=executor,
+        margin=600,
+        interval=60,
+        max_backoff=5,
+        log=logging.getLogger("test-renewal"),
+        clock=clock,
+    )
+    for _ in range(10):
+        await r.sweep()
+        clock.now = r._streaks["x"].retry_at
+    assert r._streaks["x"].retry_at - clock.now <= 5
+    assert len(calls) == 10
+
+
+async def test_a_stopped_server_is_forgotten(tmp_path, executor):
+    def failing():
+        raise TicketError("kdc_unreachable", "down")
+
+    targets = [RenewalTarget(key="gone", cache=str(tmp_path / "missing"), renew=failing)]
+    r = Renewer(
+        targets=lambda: targets,
+        executor=executor,
+        margin=600,
+        interval=60,
+        max_backoff=60,
+        log=logging.getLogger("test-renewal"),
+        clock=Clock(0),
+    )
+    await r.sweep()
+    assert "gone" in r._streaks
+    targets.clear()
+    assert await r.sweep() == 0
+    assert r._streaks == {}
