@@ -33,6 +33,8 @@ __all__ = [
     "write_ccache",
     "remove_ccache",
     "read_ccache",
+    "read_ccache_bytes",
+    "parse_ccache",
     "TicketTimes",
 ]
 
@@ -166,18 +168,29 @@ def read_ccache(path):
     Returns :class:`TicketTimes`, or raises :class:`CcacheError` when the file
     is missing, malformed or holds no TGT.
     """
+    return parse_ccache(read_ccache_bytes(path), path)
+
+
+def read_ccache_bytes(path):
+    """The bytes of the cache file at ``path`` (``FILE:`` allowed), read without following links."""
     if path.startswith("FILE:"):
         path = path[len("FILE:") :]
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
         raise CcacheError(f"cache {path} cannot be read: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
-        data = f.read(4 * 1024 * 1024)
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise CcacheError(f"cache {path} is not a regular file")
+        return f.read(4 * 1024 * 1024)
+
+
+def parse_ccache(data, name="cache"):
+    """:class:`TicketTimes` of the cache bytes ``data``; ``name`` is for the error message."""
     try:
         return _parse_ccache(data)
     except (struct.error, ValueError, IndexError) as e:
-        raise CcacheError(f"cache {path} is not a readable credential cache: {e}") from None
+        raise CcacheError(f"{name} is not a readable credential cache: {e}") from None
 
 
 class _Reader:

@@ -29,6 +29,7 @@ CAUSES = (
     "clock_skew",  # the KDC and this host disagree on the time
     "timeout",  # the request took longer than the configured timeout
     "password",  # wrong password (password-derived tickets)
+    "expired",  # the ticket can no longer be renewed: the user must log in again
     "ccache",  # the cache could not be written
     "config",  # krb5.conf or kerbauth configuration
     "other",
@@ -86,7 +87,11 @@ _MESSAGE_CAUSES = (
     ("key table file", "keytab"),
     ("bad key table", "keytab"),
     ("password incorrect", "password"),
+    ("ticket expired", "expired"),
+    ("ticket not eligible for renewal", "expired"),
+    ("not renewable", "expired"),
     ("preauthentication failed", "password"),
+    ("decrypt integrity check failed", "password"),
     ("cannot read realm", "config"),
     ("configuration file does not specify default realm", "config"),
 )

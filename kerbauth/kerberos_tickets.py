@@ -7,11 +7,13 @@ runs the plain ticket core (:mod:`kerbauth.tickets`) off the event loop.
 """
 
 import asyncio
+import base64
 import functools
 import os
 import pwd
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 from jupyterhub.utils import maybe_future
 from traitlets import Bool, Float, Integer, Unicode, default, validate
@@ -22,7 +24,10 @@ from .errors import TicketError
 from .renewal import RenewalTarget, Renewer
 from .usernames import InvalidUsername, log_safe
 
-__all__ = ["KerberosTickets"]
+__all__ = ["KerberosTickets", "AUTH_STATE_KEY"]
+
+# Where a password ticket is kept in auth_state: the bytes of a FILE cache, base64.
+AUTH_STATE_KEY = "kerberos_ccache"
 
 
 class KerberosTickets(LoggingConfigurable):
@@ -156,6 +161,39 @@ class KerberosTickets(LoggingConfigurable):
         """,
     )
 
+    password_tickets = Bool(
+        False,
+        config=True,
+        help="""
+        Get each user's ticket from the password they log in with, instead of
+        from a keytab (for sites without per-user keytabs, typical with
+        Active Directory).
+
+        At login a renewable TGT is requested with the password just typed
+        (the password itself is not kept); the ticket is kept in JupyterHub's
+        encrypted auth_state, written to the user's cache at spawn, and renewed
+        until its renew-until time. After that, the user is asked to log in
+        again; their running server keeps running and gets the new ticket.
+        Needs ``c.Authenticator.enable_auth_state = True`` (and
+        ``JUPYTERHUB_CRYPT_KEY``) and the ``krb5`` backend. Example: ``True``.
+        Default: False.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    renew_lifetime = Float(
+        7 * 24 * 3600,
+        config=True,
+        help="""
+        The renewable life, in seconds, asked for password tickets
+        (``password_tickets``); the KDC may grant less. Example: ``86400``.
+        Default: 604800 (7 days).
+
+        .. versionadded:: 0.1
+        """,
+    )
+
     renew_margin = Float(
         1800,
         config=True,
@@ -247,7 +285,17 @@ class KerberosTickets(LoggingConfigurable):
         A hub whose tickets cannot work refuses to start, with the option to fix
         in the message, rather than failing every spawn later.
         """
-        if not self.keytab_template:
+        if self.password_tickets:
+            if not self.enable_auth_state:
+                raise ValueError(
+                    "KerberosTickets.password_tickets requires"
+                    " Authenticator.enable_auth_state = True (and JUPYTERHUB_CRYPT_KEY)"
+                )
+            if self.backend == "kinit":
+                raise ValueError(
+                    'KerberosTickets.password_tickets requires KerberosTickets.backend = "krb5"'
+                )
+        elif not self.keytab_template:
             if self.required:
                 raise ValueError(
                     "KerberosTickets.keytab_template is not set: kerbauth cannot get tickets"
@@ -262,12 +310,14 @@ class KerberosTickets(LoggingConfigurable):
             )
         ccache.prepare_ccache_dir(self.ccache_dir)
         backend = tickets.make_backend(
-            self.backend, self.kinit_path, max_workers=self.ticket_concurrency
+            "krb5" if self.password_tickets else self.backend,
+            self.kinit_path,
+            max_workers=self.ticket_concurrency,
         )
         self.log.info(
             "kerbauth: tickets for %s from %s through the %s backend, caches in %s",
             self.principal_template.replace("{realm}", self.realm),
-            self.keytab_template,
+            "the login password" if self.password_tickets else self.keytab_template,
             backend.name,
             self.ccache_dir,
         )
@@ -288,17 +338,21 @@ class KerberosTickets(LoggingConfigurable):
     # --- the ticket itself -------------------------------------------------------
 
     def _ticket_paths(self, username):
-        return (
-            tickets.build_principal(self.principal_template, username, self.realm),
-            tickets.keytab_path(self.keytab_template, username),
-            tickets.ccache_path(self.ccache_dir, username),
-        )
+        """``(principal, keytab, cache)`` of ``username``; TicketError for a hostile name."""
+        try:
+            return (
+                tickets.build_principal(self.principal_template, username, self.realm),
+                tickets.keytab_path(self.keytab_template, username),
+                tickets.ccache_path(self.ccache_dir, username),
+            )
+        except InvalidUsername as e:
+            raise TicketError("config", str(e)) from None
 
     def _obtain_ticket_sync(self, user, purpose="spawn"):
         if self.ticket_backend is None:
             raise TicketError("config", "KerberosTickets.keytab_template is not set")
-        started = time.monotonic()
-        try:
+
+        def work():
             principal, keytab, cache = self._ticket_paths(user.name)
             uid, gid = self.ticket_owner(user)
             tickets.keytab_ticket(
@@ -310,16 +364,9 @@ class KerberosTickets(LoggingConfigurable):
                 gid=gid,
                 timeout=self.timeout,
             )
-        except InvalidUsername as e:
-            metrics.TICKET_FAILURES.labels("config", purpose).inc()
-            raise TicketError("config", str(e)) from None
-        except TicketError as e:
-            metrics.TICKET_FAILURES.labels(e.cause, purpose).inc()
-            raise
-        metrics.TICKET_REQUEST_SECONDS.labels(self.ticket_backend.name, purpose).observe(
-            time.monotonic() - started
-        )
-        return principal, cache
+            return principal, cache
+
+        return self._timed(purpose, work)
 
     async def obtain_ticket(self, user):
         """Get ``user`` a fresh ticket in their cache; return ``(principal, cache path)``.
@@ -327,6 +374,16 @@ class KerberosTickets(LoggingConfigurable):
         Runs on kerbauth's own thread pool; raises :class:`TicketError`.
         """
         loop = asyncio.get_running_loop()
+        if self.password_tickets:
+            auth_state = await user.get_auth_state() or {}
+            blob = auth_state.get(AUTH_STATE_KEY)
+            if not blob:
+                raise TicketError(
+                    "expired", "no ticket from the login in auth_state; the user must log in again"
+                )
+            return await loop.run_in_executor(
+                self._ticket_executor, self._password_cache_sync, user, blob
+            )
         return await loop.run_in_executor(self._ticket_executor, self._obtain_ticket_sync, user)
 
     async def remove_ticket(self, user):
@@ -337,6 +394,147 @@ class KerberosTickets(LoggingConfigurable):
             return False
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._ticket_executor, ccache.remove_ccache, cache)
+
+    # --- tickets from the login password ---------------------------------------------
+
+    def _timed(self, purpose, work):
+        """Run ``work()``, counting its time and its failure cause in the metrics."""
+        started = time.monotonic()
+        try:
+            result = work()
+        except TicketError as e:
+            metrics.TICKET_FAILURES.labels(e.cause, purpose).inc()
+            raise
+        metrics.TICKET_REQUEST_SECONDS.labels(self.ticket_backend.name, purpose).observe(
+            time.monotonic() - started
+        )
+        return result
+
+    def _login_ticket_sync(self, username, password):
+        principal, _, cache = self._ticket_paths(username)
+        data = self._timed(
+            "login",
+            lambda: tickets.password_ticket(
+                self.ticket_backend,
+                principal=principal,
+                password=password,
+                renew_life=self.renew_lifetime,
+                timeout=self.timeout,
+            ),
+        )
+        if os.path.lexists(cache):
+            # A running server gets the new ticket at once (a login after
+            # the old one ran out, typically).
+            uid, gid = self.ticket_owner(SimpleNamespace(name=username))
+            tickets.store_ccache(cache, data, uid=uid, gid=gid)
+        return data
+
+    async def get_authenticated_user(self, handler, data):
+        """Log in as usual; with ``password_tickets``, also get a ticket from the password."""
+        authenticated = await super().get_authenticated_user(handler, data)
+        if authenticated is None or not self.password_tickets:
+            return authenticated
+        username = authenticated["name"]
+        loop = asyncio.get_running_loop()
+        try:
+            blob = await loop.run_in_executor(
+                self._ticket_executor, self._login_ticket_sync, username, data.get("password")
+            )
+        except TicketError as e:
+            if self.required:
+                self.log.error("kerbauth: no ticket for %s at login: %s", log_safe(username), e)
+                raise
+            self.log.warning("kerbauth: logging %s in without a ticket: %s", log_safe(username), e)
+            return authenticated
+        auth_state = dict(authenticated.get("auth_state") or {})
+        auth_state[AUTH_STATE_KEY] = base64.b64encode(blob).decode("ascii")
+        authenticated["auth_state"] = auth_state
+        return authenticated
+
+    def _password_cache_sync(self, user, blob):
+        """Write the auth_state ticket to the user's cache; renew it if it is due."""
+        principal, _, cache = self._ticket_paths(user.name)
+        uid, gid = self.ticket_owner(user)
+        data = base64.b64decode(blob)
+        ticket = ccache.parse_ccache(data, "the ticket in auth_state")
+        if ticket.principal != principal:
+            raise TicketError("config", f"auth_state holds {ticket.principal}, not {principal}")
+        current = self._current_ticket(cache, principal)
+        if current is None or current.end < ticket.end:
+            tickets.store_ccache(cache, data, uid=uid, gid=gid)
+        if self.renewer.is_due((ticket.start, ticket.end), time.time()):
+            self._renew_password_ticket_sync(user)
+        return principal, cache
+
+    def _current_ticket(self, cache, principal):
+        """The TicketTimes of ``cache`` if it holds ``principal``'s TGT, else None."""
+        try:
+            ticket = ccache.read_ccache(cache)
+        except TicketError:
+            return None
+        return ticket if ticket.principal == principal else None
+
+    def _renew_password_ticket_sync(self, user):
+        principal, _, cache = self._ticket_paths(user.name)
+        current = self._current_ticket(cache, principal)
+        if current is not None and current.renew_till <= current.end:
+            raise TicketError(
+                "expired",
+                f"the ticket of {principal} cannot be renewed past"
+                f" {time.ctime(current.end)}; the user must log in again",
+            )
+        uid, gid = self.ticket_owner(user)
+        self._timed(
+            "renewal",
+            lambda: tickets.renew_ccache(
+                self.ticket_backend,
+                ccache=cache,
+                principal=principal,
+                uid=uid,
+                gid=gid,
+                timeout=self.timeout,
+            ),
+        )
+        return principal, cache
+
+    async def refresh_user(self, user, handler=None):
+        """With ``password_tickets``: keep auth_state's ticket current, or ask for a new login.
+
+        The cache on disk is renewed by the hub; its newer ticket is copied
+        back into auth_state. When the ticket can no longer be renewed and is
+        about to end, False makes JupyterHub ask the user to log in again
+        (their server keeps running).
+        """
+        result = await maybe_future(super().refresh_user(user, handler))
+        if result is False or not self.password_tickets:
+            return result
+        auth_state = await user.get_auth_state() or {}
+        blob = auth_state.get(AUTH_STATE_KEY)
+        if not blob:
+            return False
+        principal, _, cache = self._ticket_paths(user.name)
+        loop = asyncio.get_running_loop()
+        stored = ccache.parse_ccache(base64.b64decode(blob), "the ticket in auth_state")
+        current = await loop.run_in_executor(
+            self._ticket_executor, self._current_ticket, cache, principal
+        )
+        ticket = current if current is not None and current.end > stored.end else stored
+        if ticket.renew_till <= ticket.end and self.renewer.is_due(
+            (ticket.start, ticket.end), time.time()
+        ):
+            self.log.info(
+                "kerbauth: the ticket of %s can no longer be renewed; asking for a new login",
+                log_safe(user.name),
+            )
+            return False
+        if ticket is current:
+            data = await loop.run_in_executor(
+                self._ticket_executor, ccache.read_ccache_bytes, cache
+            )
+            auth_state = dict(auth_state)
+            auth_state[AUTH_STATE_KEY] = base64.b64encode(data).decode("ascii")
+            return {"name": user.name, "auth_state": auth_state}
+        return True
 
     # --- renewal -------------------------------------------------------------------
 
@@ -356,13 +554,11 @@ class KerberosTickets(LoggingConfigurable):
                 continue
             # Only servers kerbauth gave a ticket have a cache to keep fresh.
             if os.path.lexists(cache):
-                targets.append(
-                    RenewalTarget(
-                        key=user.name,
-                        cache=cache,
-                        renew=functools.partial(self._obtain_ticket_sync, user, "renewal"),
-                    )
-                )
+                if self.password_tickets:
+                    renew = functools.partial(self._renew_password_ticket_sync, user)
+                else:
+                    renew = functools.partial(self._obtain_ticket_sync, user, "renewal")
+                targets.append(RenewalTarget(key=user.name, cache=cache, renew=renew))
         return targets
 
     def _renewal_result(self, key, error, seconds):

@@ -94,6 +94,32 @@ class Krb5Backend:
             timeout,
         )
 
+    def password_ticket(self, principal, password, ccache_path, renew_life, timeout):
+        """Write a TGT for ``principal`` from ``password`` to ``ccache_path``.
+
+        ``renew_life`` (seconds, 0 for none) is the renewable life asked for.
+        The password goes to the worker over its stdin pipe only.
+        """
+        self._request(
+            {
+                "op": "password_ticket",
+                "principal": principal,
+                "password": password,
+                "renew_life": renew_life,
+                "ccache": ccache_path,
+            },
+            principal,
+            timeout,
+        )
+
+    def renew_ticket(self, source_path, ccache_path, timeout):
+        """Renew the TGT in ``source_path`` and write the result to ``ccache_path``."""
+        self._request(
+            {"op": "renew_ticket", "source": source_path, "ccache": ccache_path},
+            source_path,
+            timeout,
+        )
+
     def _request(self, request, principal, timeout):
         deadline = time.monotonic() + timeout
         if not self._slots.acquire(timeout=timeout):

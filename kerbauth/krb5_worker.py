@@ -19,12 +19,36 @@ def keytab_ticket(ctx, principal, keytab, ccache):
     kt = krb5.kt_resolve(ctx, keytab.encode())
     opt = krb5.get_init_creds_opt_alloc(ctx)
     creds = krb5.get_init_creds_keytab(ctx, princ, opt, keytab=kt)
+    _store(ctx, princ, creds, ccache)
+
+
+def _store(ctx, principal, creds, ccache):
     cache = krb5.cc_resolve(ctx, b"FILE:" + ccache.encode())
-    krb5.cc_initialize(ctx, cache, princ)
+    krb5.cc_initialize(ctx, cache, principal)
     krb5.cc_store_cred(ctx, cache, creds)
 
 
-OPERATIONS = {"keytab_ticket": keytab_ticket}
+def password_ticket(ctx, principal, password, renew_life, ccache):
+    princ = krb5.parse_name_flags(ctx, principal.encode())
+    opt = krb5.get_init_creds_opt_alloc(ctx)
+    if renew_life:
+        krb5.get_init_creds_opt_set_renew_life(opt, int(renew_life))
+    creds = krb5.get_init_creds_password(ctx, princ, opt, password=password.encode())
+    _store(ctx, princ, creds, ccache)
+
+
+def renew_ticket(ctx, source, ccache):
+    old = krb5.cc_resolve(ctx, b"FILE:" + source.encode())
+    princ = krb5.cc_get_principal(ctx, old)
+    creds = krb5.get_renewed_creds(ctx, princ, old)
+    _store(ctx, princ, creds, ccache)
+
+
+OPERATIONS = {
+    "keytab_ticket": keytab_ticket,
+    "password_ticket": password_ticket,
+    "renew_ticket": renew_ticket,
+}
 
 
 def serve(stdin, stdout):

@@ -6,8 +6,9 @@ configuration and calls these off the event loop.
 
 import os
 import re
+import tempfile
 
-from .ccache import write_ccache
+from .ccache import parse_ccache, read_ccache_bytes, write_ccache
 from .errors import TicketError
 from .keytab import open_keytab
 from .kinit_backend import KinitBackend
@@ -21,6 +22,9 @@ __all__ = [
     "default_realm",
     "make_backend",
     "keytab_ticket",
+    "password_ticket",
+    "store_ccache",
+    "renew_ccache",
 ]
 
 
@@ -83,6 +87,50 @@ def make_backend(name, kinit_path="kinit", max_workers=4):
     raise TicketError("config", f'KerberosTickets.backend must be "krb5" or "kinit", not {name!r}')
 
 
+def password_ticket(backend, *, principal, password, renew_life, timeout):
+    """A TGT for ``principal`` from ``password``, as the bytes of a FILE cache.
+
+    The password is used for this one request and not kept. The bytes are
+    what kerbauth keeps (encrypted, in JupyterHub's auth_state) to write the
+    user's cache at spawn.
+    """
+    if not password or not password.strip():
+        raise TicketError("password", "empty password")
+    with tempfile.TemporaryDirectory(prefix="kerbauth-pw-") as private:
+        tmp = os.path.join(private, "ccache")
+        backend.password_ticket(principal, password, tmp, renew_life, timeout)
+        with open(tmp, "rb") as f:
+            return f.read()
+
+
+def store_ccache(ccache, data, *, uid, gid):
+    """Write the cache bytes ``data`` to ``ccache`` atomically, owned by ``uid``/``gid``."""
+
+    def fill(tmp):
+        with open(tmp, "xb") as f:
+            f.write(data)
+
+    write_ccache(ccache, fill, uid, gid)
+
+
+def renew_ccache(backend, *, ccache, principal, uid, gid, timeout):
+    """Renew the TGT of ``principal`` in ``ccache`` in place; the old cache stays on failure.
+
+    The user owns the cache file and can change what is in it, so it is read
+    without following links, checked to hold ``principal``'s TGT, and renewed
+    from a private copy.
+    """
+    data = read_ccache_bytes(ccache)
+    found = parse_ccache(data, ccache).principal
+    if found != principal:
+        raise TicketError("other", f"cache {ccache} holds {found}, not {principal}; not renewed")
+    with tempfile.TemporaryDirectory(prefix="kerbauth-renew-") as private:
+        source = os.path.join(private, "source")
+        with open(source, "xb") as f:
+            f.write(data)
+        write_ccache(ccache, lambda tmp: backend.renew_ticket(source, tmp, timeout), uid, gid)
+
+
 def keytab_ticket(backend, *, principal, keytab, ccache, uid, gid, timeout):
     """Get a TGT for ``principal`` from ``keytab`` into ``ccache``, owned by ``uid``/``gid``.
 
@@ -99,5 +147,13 @@ def keytab_ticket(backend, *, principal, keytab, ccache, uid, gid, timeout):
             uid,
             gid,
         )
+    except TicketError as e:
+        if e.cause != "password":
+            raise
+        # With a keytab, "wrong password" means the keytab's key is not the
+        # principal's current one (a password change or a new key version).
+        raise TicketError(
+            "keytab", f"keytab {keytab} holds a key the KDC does not accept (stale?): {e.detail}"
+        ) from None
     finally:
         os.close(fd)

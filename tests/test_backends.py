@@ -92,8 +92,10 @@ def test_failure_leaves_previous_cache_intact(backend, realm, tmp_path, cache_di
     get(backend, principal, keytab, cache)
     before = cache.read_bytes()
     realm.run_kadminl(f"cpw -randkey {principal}")  # the keytab is now stale
-    with pytest.raises(TicketError):
+    with pytest.raises(TicketError) as info:
         get(backend, principal, keytab, cache)
+    assert info.value.cause == "keytab"
+    assert str(keytab) in str(info.value)
     assert cache.read_bytes() == before
     assert os.listdir(cache_dir) == [cache.name]
 

