@@ -97,3 +97,46 @@ async def test_user_without_local_account_is_refused(setup):
     authenticator = KerberosPAMAuthenticator(config=setup.config)
     with pytest.raises(TicketError, match="no local account"):
         await authenticator.pre_spawn_start(SimpleNamespace(name="no-such-user-kbt"), spawner())
+
+
+class Spawner(SimpleNamespace):
+    pass
+
+
+async def test_one_users_second_server_keeps_the_cache_until_the_last_stops(setup, account):
+    make_keytab(setup, account)
+    authenticator = KerberosPAMAuthenticator(config=setup.config)
+    first, second = Spawner(environment={}, active=True), Spawner(environment={}, active=True)
+    user = SimpleNamespace(name=USER, spawners={"": first, "gpu": second})
+    await authenticator.pre_spawn_start(user, first)
+    await authenticator.pre_spawn_start(user, second)
+    path = first.environment["KRB5CCNAME"].removeprefix("FILE:")
+    first.active = False
+    await authenticator.post_spawn_stop(user, first)
+    assert os.path.exists(path), "the other server still uses the cache"
+    second.active = False
+    await authenticator.post_spawn_stop(user, second)
+    assert not os.path.exists(path)
+
+
+async def test_renewal_sweeps_the_running_servers_caches(setup, account):
+    make_keytab(setup, account)
+    authenticator = KerberosPAMAuthenticator(config=setup.config)
+    server = Spawner(environment={}, active=True)
+    user = SimpleNamespace(name=USER, spawners={"": server})
+    stopped = SimpleNamespace(name="stopped-user", spawners={"": Spawner(active=False)})
+    authenticator._running_users = lambda: [u for u in (user, stopped) if u.spawners[""].active]
+    await authenticator.pre_spawn_start(user, server)
+    path = server.environment["KRB5CCNAME"].removeprefix("FILE:")
+    before = open(path, "rb").read()
+    (target,) = authenticator._renewal_targets()
+    assert (target.key, target.cache) == (USER, path)
+    # Pretend the ticket is about to end: a margin longer than its life.
+    authenticator.renewer.margin = 10**9
+    authenticator.renewer.clock = lambda: 2**31
+    assert await authenticator.renewer.sweep() == 1
+    after = open(path, "rb").read()
+    assert after != before
+    st = os.lstat(path)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (account.pw_uid, 0o600)
+    await authenticator.renewer.stop()
