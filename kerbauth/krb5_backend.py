@@ -127,27 +127,36 @@ class Krb5Backend:
                 "timeout", f"no krb5 worker became free within {timeout} s for {principal}"
             )
         try:
-            with self._lock:
-                worker = self._idle.pop() if self._idle else None
-            if worker is None:
-                worker = _Worker()
-            try:
-                reply = worker.call(request, deadline)
-            except TimeoutError:
-                worker.kill()
-                raise TicketError(
-                    "timeout", f"the KDC did not answer for {principal} within {timeout} s"
-                ) from None
-            except (OSError, EOFError, ValueError) as e:
-                worker.kill()
-                raise TicketError("other", f"krb5 worker failed: {e}") from None
-            with self._lock:
-                self._idle.append(worker)
+            reply = self._call(request, principal, deadline, timeout)
         finally:
             self._slots.release()
         if not reply["ok"]:
             message = reply["message"]
             raise TicketError(cause_from_message(message), f"{principal}: {message}")
+
+    def _call(self, request, principal, deadline, timeout):
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+        reused = worker is not None
+        if worker is None:
+            worker = _Worker()
+        try:
+            reply = worker.call(request, deadline)
+        except TimeoutError:
+            worker.kill()
+            raise TicketError(
+                "timeout", f"the KDC did not answer for {principal} within {timeout} s"
+            ) from None
+        except (OSError, EOFError, ValueError) as e:
+            worker.kill()
+            if reused:
+                # An idle worker that died (killed from outside, say): the
+                # request never reached a KDC, so a fresh worker may try it.
+                return self._call(request, principal, deadline, timeout)
+            raise TicketError("other", f"krb5 worker failed: {e}") from None
+        with self._lock:
+            self._idle.append(worker)
+        return reply
 
     def close(self):
         """Stop the idle workers (busy ones stop when they see their stdin close)."""

@@ -205,3 +205,16 @@ def test_krb5_workers_are_reused_and_close(realm, tmp_path, cache_dir, monkeypat
     backend.close()
     assert worker_pids() <= before
     assert read_ccache(str(cache_dir / f"krb5cc_{name}")).principal == principal
+
+
+def test_krb5_worker_that_died_while_idle_is_replaced(realm, tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    backend = tickets.make_backend("krb5", max_workers=1)
+    name, principal, keytab = user_with_keytab(realm, tmp_path)
+    get(backend, principal, keytab, cache_dir / f"krb5cc_{name}")
+    (worker,) = backend._idle
+    worker.proc.kill()
+    get(backend, principal, keytab, cache_dir / f"krb5cc_{name}")
+    (replacement,) = backend._idle
+    assert replacement is not worker and replacement.proc.poll() is None
+    backend.close()
