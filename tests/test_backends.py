@@ -110,7 +110,10 @@ def test_kdc_stopped_fails_fast_with_a_clear_cause(private_realm, tmp_path, monk
         backend = tickets.make_backend(backend_name)
         started = time.monotonic()
         with pytest.raises(TicketError) as info:
-            get(backend, principal, keytab, cache_dir / "krb5cc_x", timeout=5)
+            try:
+                get(backend, principal, keytab, cache_dir / "krb5cc_x", timeout=5)
+            finally:
+                getattr(backend, "close", lambda: None)()
         assert time.monotonic() - started < 5
         assert info.value.cause == "kdc_unreachable", (backend_name, str(info.value))
         assert "Cannot contact any KDC" in str(info.value)
@@ -184,7 +187,10 @@ def test_hung_kdc_request_ends_at_the_timeout(realm, tmp_path, name, request):
     backend = tickets.make_backend(name)
     started = time.monotonic()
     with pytest.raises(TicketError) as info:
-        get(backend, principal, keytab, cache_dir / "krb5cc_x", timeout=2)
+        try:
+            get(backend, principal, keytab, cache_dir / "krb5cc_x", timeout=2)
+        finally:
+            getattr(backend, "close", lambda: None)()
     elapsed = time.monotonic() - started
     assert info.value.cause == "timeout"
     assert 2 <= elapsed < 4, elapsed
