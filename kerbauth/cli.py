@@ -9,9 +9,52 @@ from . import __version__
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="kerbauth", description=__doc__)
     parser.add_argument("--version", action="version", version=f"kerbauth {__version__}")
-    parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a deployment: krb5.conf, KDC, cache directory, keytabs, LDAP",
+        description="Check, one line each, the pieces kerbauth needs, using the options of a"
+        " jupyterhub_config.py. Exit status 0 only when every check passes."
+        " Run it as the user the hub runs as (root), in the hub's environment.",
+    )
+    doctor.add_argument(
+        "-f",
+        "--config",
+        default="jupyterhub_config.py",
+        metavar="FILE",
+        help="the hub's config file (default: ./jupyterhub_config.py)",
+    )
+    doctor.add_argument(
+        "--user", metavar="NAME", help="also check this user's account, keytab, ticket and lookup"
+    )
+    doctor.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long each network check may wait for an answer (default: 5)",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return run_doctor(args)
     parser.print_help()
     return 0
+
+
+def run_doctor(args):
+    from . import doctor
+
+    print(f"kerbauth doctor {__version__}: {args.config}", flush=True)
+    try:
+        site = doctor.load_site(args.config, username=args.user, timeout=args.timeout)
+    except doctor.ConfigError as e:
+        print(doctor.format_result(doctor.Result("config", doctor.PROBLEM, str(e))))
+        return 1
+    failed = False
+    for result in doctor.run(site):
+        print(doctor.format_result(result), flush=True)
+        failed = failed or result.status == doctor.PROBLEM
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
