@@ -105,13 +105,13 @@ class KdcAnswer:
 
 def parse_reply(data):
     """:class:`KdcAnswer` of a KDC reply; ValueError when ``data`` is no Kerberos reply."""
+    if not data or data[0] not in (0x6B, 0x7E):
+        raise ValueError(f"not a Kerberos reply (first byte {data[:1].hex() or 'missing'})")
     try:
         tag, content, _ = _read(data, 0)
         if tag == 0x6B:  # AS-REP: the probe name exists and needs no pre-authentication
             _, fields, _ = _read(content, 0)
             return KdcAnswer("as-rep", _text(fields, 3))
-        if tag != 0x7E:
-            raise ValueError(f"not a Kerberos reply (first byte 0x{tag:02x})")
         _, fields, _ = _read(content, 0)
         code = int.from_bytes(_field(fields, 6, b"\x00"), "big", signed=True)
         return KdcAnswer("error", _text(fields, 9), code)

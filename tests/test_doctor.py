@@ -1,0 +1,310 @@
+"""``kerbauth doctor`` against the real realm and directory, healthy and broken.
+
+The doctor runs as its console script, on a config file, as an administrator
+would run it; each broken case asserts the exit status and the exact line that
+names the fault.
+"""
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from kerbauth import doctor
+from kerbauth.kdc_probe import as_req, parse_reply
+from support.realm import add_principal, start_realm
+
+KERBAUTH = os.path.join(os.path.dirname(sys.executable), "kerbauth")
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def run_doctor(config_file, env, *args):
+    """``(exit status, {check: (status, line)}, output)`` of ``kerbauth doctor``."""
+    result = subprocess.run(
+        [KERBAUTH, "doctor", "-f", config_file, "--timeout", "3", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = {}
+    for line in result.stdout.splitlines()[1:]:
+        status, name, _ = line.split(maxsplit=2)
+        lines[name] = (status, line)
+    return result.returncode, lines, result.stdout + result.stderr
+
+
+def write_config(path, authenticator="kerberos-pam", **options):
+    """A jupyterhub_config.py setting ``KerberosTickets.<name>`` for each option."""
+    lines = [f"c.JupyterHub.authenticator_class = {authenticator!r}"]
+    for name, value in options.items():
+        section, _, option = name.rpartition("__")
+        lines.append(f"c.{section or 'KerberosTickets'}.{option} = {value!r}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def statuses(lines):
+    return {name: status for name, (status, _) in lines.items()}
+
+
+@pytest.fixture
+def site_dir():
+    """A directory for keytabs, caches and the config file, reachable by a test user."""
+    path = tempfile.mkdtemp(prefix="kerbauth-doctor-test-")
+    os.chmod(path, 0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def local_user():
+    """A local account (no home directory) for the doctor to find; removed afterwards."""
+    name = f"kbdoc-{secrets.token_hex(3)}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+def kerberos_site(k5, site_dir, user, **options):
+    """A PAM-mode config with ``user``'s principal and keytab (mode 0600, owned by root)."""
+    keytab = os.path.join(site_dir, f"{user}.keytab")
+    if not os.path.exists(keytab):
+        add_principal(k5, user, keytab)
+    cc = os.path.join(site_dir, "cc")
+    if not os.path.exists(cc):
+        os.mkdir(cc, 0o711)
+        os.chmod(cc, 0o711)
+    options.setdefault("keytab_template", os.path.join(site_dir, "{username}.keytab"))
+    options.setdefault("ccache_dir", cc)
+    return write_config(os.path.join(site_dir, "jupyterhub_config.py"), **options), keytab
+
+
+def krb5_env(k5):
+    env = {k: v for k, v in os.environ.items() if k != "KRB5CCNAME"}
+    env["KRB5_CONFIG"] = k5.env["KRB5_CONFIG"]
+    return env
+
+
+# --- Kerberos: healthy and broken --------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["krb5", "kinit"])
+def test_a_healthy_kerberos_site_passes_every_check(realm, site_dir, local_user, backend):
+    config, _ = kerberos_site(realm, site_dir, local_user, backend=backend)
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 0, output
+    assert statuses(lines) == {
+        "config": "ok",
+        "startup": "ok",
+        "krb5.conf": "ok",
+        "kdc": "ok",
+        "ccache_dir": "ok",
+        "account": "ok",
+        "keytab": "ok",
+        "ticket": "ok",
+    }, output
+    assert f"KDC of {realm.realm} answers at 127.0.0.1:{realm.portbase}/tcp" in lines["kdc"][1]
+    assert f"{local_user}@{realm.realm} kvno 1" in lines["keytab"][1]
+    assert f"got a ticket for {local_user}@{realm.realm} through {backend}" in lines["ticket"][1]
+    # The ticket was requested into a private directory, removed afterwards.
+    assert os.listdir(os.path.join(site_dir, "cc")) == []
+
+
+def test_without_user_the_user_checks_are_skipped_not_failed(realm, site_dir, local_user):
+    config, _ = kerberos_site(realm, site_dir, local_user)
+    code, lines, output = run_doctor(config, krb5_env(realm))
+    assert code == 0, output
+    assert {lines[n][0] for n in ("account", "keytab", "ticket")} == {"skip"}
+    assert "give --user NAME" in lines["keytab"][1]
+
+
+def test_keytab_readable_by_others_is_the_failing_line(realm, site_dir, local_user):
+    config, keytab = kerberos_site(realm, site_dir, local_user)
+    os.chmod(keytab, 0o644)
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 1, output
+    assert lines["keytab"][1] == (
+        f"problem keytab      keytab {keytab}: is accessible by group or others (mode 0644);"
+        f" it must be mode 0600 or 0400  hint: chmod 600 {keytab}"
+    )
+    assert lines["ticket"][0] == "skip"
+    failing = [name for name, status in statuses(lines).items() if status == "problem"]
+    assert failing == ["keytab"], output
+
+
+def test_keytab_of_another_principal(realm, site_dir, local_user):
+    config, _ = kerberos_site(realm, site_dir, local_user)
+    other = os.path.join(site_dir, "other.keytab")
+    add_principal(realm, f"other-{local_user}", other)
+    config = write_config(config, keytab_template=other, ccache_dir=os.path.join(site_dir, "cc"))
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 1, output
+    assert lines["keytab"][0] == "problem"
+    assert (
+        f"holds no key of {local_user}@{realm.realm} (it has: other-{local_user}@{realm.realm})"
+        in lines["keytab"][1]
+    )
+
+
+def test_kdc_stopped_is_the_failing_line(site_dir, local_user):
+    k5 = start_realm()
+    try:
+        config, _ = kerberos_site(k5, site_dir, local_user)
+        k5.stop_kdc()
+        code, lines, output = run_doctor(config, krb5_env(k5), "--user", local_user)
+    finally:
+        k5.stop()
+    assert code == 1, output
+    assert lines["kdc"][1] == (
+        f"problem kdc         KDC of {k5.realm} not answering: 127.0.0.1:{k5.portbase}"
+        " (tcp: connection refused; udp: connection refused)"
+        "  hint: start the KDC (krb5kdc), open the firewall to it, or fix kdc = in krb5.conf"
+    )
+    assert lines["ticket"][0] == "problem"
+    assert "kdc_unreachable" in lines["ticket"][1]
+    assert {lines[n][0] for n in ("config", "krb5.conf", "ccache_dir", "keytab")} == {"ok"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (0o777, "is writable by group or others (mode 0777)"),
+        (0o700, "has mode 0700: the users' servers cannot reach their caches in it"),
+    ],
+)
+def test_unsafe_or_unreachable_ccache_dir(realm, site_dir, local_user, mode, expected):
+    config, _ = kerberos_site(realm, site_dir, local_user)
+    os.chmod(os.path.join(site_dir, "cc"), mode)
+    code, lines, output = run_doctor(config, krb5_env(realm))
+    assert code == 1, output
+    assert lines["ccache_dir"][0] == "problem"
+    assert expected in lines["ccache_dir"][1]
+
+
+def test_missing_ccache_dir_is_fine_and_not_created(realm, site_dir, local_user):
+    config, _ = kerberos_site(realm, site_dir, local_user)
+    missing = os.path.join(site_dir, "not-yet")
+    write_config(
+        config, keytab_template=os.path.join(site_dir, "{username}.keytab"), ccache_dir=missing
+    )
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 0, output
+    assert "does not exist yet; the hub creates it" in lines["ccache_dir"][1]
+    assert not os.path.exists(missing)
+
+
+def test_options_the_hub_would_refuse(realm, site_dir, local_user):
+    config, _ = kerberos_site(realm, site_dir, local_user)
+    write_config(
+        config,
+        keytab_template="",
+        ccache_dir=os.path.join(site_dir, "cc"),
+        password_tickets=True,
+    )
+    code, lines, output = run_doctor(config, krb5_env(realm))
+    assert code == 1, output
+    assert lines["startup"][0] == "problem"
+    assert (
+        "KerberosTickets.password_tickets requires Authenticator.enable_auth_state"
+        in (lines["startup"][1])
+    )
+
+
+@pytest.mark.parametrize(
+    ("authenticator", "expected"),
+    [
+        ("dummy", "not a kerbauth authenticator"),
+        ("no-such-thing", "is no installed authenticator"),
+        ("kerbauth.nothere.Missing", "cannot be imported"),
+    ],
+)
+def test_a_config_without_a_kerbauth_authenticator(site_dir, authenticator, expected):
+    config = write_config(os.path.join(site_dir, "c.py"), authenticator=authenticator)
+    code, lines, output = run_doctor(config, dict(os.environ))
+    assert code == 1, output
+    assert list(lines) == ["config"]
+    assert lines["config"][0] == "problem" and expected in lines["config"][1]
+
+
+def test_unknown_realm_in_krb5_conf(realm, site_dir, local_user):
+    config, _ = kerberos_site(realm, site_dir, local_user, realm="ELSEWHERE.TEST")
+    env = krb5_env(realm)
+    code, lines, output = run_doctor(config, env)
+    assert code == 1, output
+    assert lines["krb5.conf"][0] == "problem"
+    assert "no [realms] entry for ELSEWHERE.TEST and dns_lookup_kdc is off" in lines["krb5.conf"][1]
+
+
+# --- the plain helpers ---------------------------------------------------------------------
+
+
+def test_keytab_entries_lists_every_principal_and_kvno(realm, site_dir):
+    keytab = os.path.join(site_dir, "two.keytab")
+    first = add_principal(realm, f"kt1-{secrets.token_hex(3)}", keytab)
+    second = add_principal(realm, f"kt2-{secrets.token_hex(3)}")
+    realm.extract_keytab(second, keytab)
+    realm.run_kadminl(f"ktadd -k {keytab} {second}")  # a new random key: kvno 2
+    with open(keytab, "rb") as f:
+        entries = doctor.keytab_entries(f.read())
+    found = {(name, kvno) for name, kvno, _ in entries}
+    assert (first, 1) in found and (second, 1) in found and (second, 2) in found
+    assert {name for name, _ in found} == {first, second}
+    with pytest.raises(ValueError, match="not a version 2 keytab"):
+        doctor.keytab_entries(b"\x05\x01rest")
+
+
+def test_krb5_conf_reader_follows_includes(site_dir):
+    extra = os.path.join(site_dir, "conf.d")
+    os.mkdir(extra)
+    with open(os.path.join(extra, "corp.conf"), "w") as f:
+        f.write(
+            "[realms]\n CORP.EXAMPLE = {\n  kdc = tcp/kdc1.corp.example:750\n"
+            "  kdc = [2001:db8::1]\n  auth_to_local = {\n   x = y\n  }\n }\n"
+        )
+    with open(os.path.join(extra, "ignored~"), "w") as f:
+        f.write("[realms]\n IGNORED = {\n  kdc = x\n }\n")
+    main = os.path.join(site_dir, "krb5.conf")
+    with open(main, "w") as f:
+        f.write(
+            f"includedir {extra}\n[libdefaults]\n  default_realm = CORP.EXAMPLE\n"
+            "# a comment\n  dns_lookup_kdc = false\n"
+        )
+    conf = doctor.read_krb5_conf([main, os.path.join(site_dir, "absent.conf")])
+    assert conf.files == [main, os.path.join(extra, "corp.conf")]
+    assert conf.libdefaults == {"default_realm": "CORP.EXAMPLE", "dns_lookup_kdc": "false"}
+    assert conf.realms == {"CORP.EXAMPLE": {"kdc": ["tcp/kdc1.corp.example:750", "[2001:db8::1]"]}}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("kdc.example.com", (("tcp", "udp"), "kdc.example.com", 88)),
+        ("kdc.example.com:750", (("tcp", "udp"), "kdc.example.com", 750)),
+        ("udp/10.0.0.1:88", (("udp",), "10.0.0.1", 88)),
+        ("tcp/[2001:db8::1]:1088", (("tcp",), "2001:db8::1", 1088)),
+        ("https://kdcproxy.example.com/KdcProxy", None),
+    ],
+)
+def test_parse_kdc(value, expected):
+    assert doctor.parse_kdc(value) == expected
+
+
+def test_a_reply_that_is_no_kerberos_reply_is_refused():
+    assert as_req("X.TEST").startswith(b"\x6a")
+    with pytest.raises(ValueError, match="not a Kerberos reply"):
+        parse_reply(b"HTTP/1.1 400 Bad Request\r\n")
