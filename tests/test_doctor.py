@@ -308,3 +308,111 @@ def test_a_reply_that_is_no_kerberos_reply_is_refused():
     assert as_req("X.TEST").startswith(b"\x6a")
     with pytest.raises(ValueError, match="not a Kerberos reply"):
         parse_reply(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+# --- LDAP: healthy and broken ----------------------------------------------------------------
+
+
+@pytest.fixture
+def ldap_person(slapd, local_user):
+    """``local_user`` also has an entry in the test directory (removed afterwards)."""
+    dn = f"uid={local_user},{slapd.people_dn}"
+    conn = slapd.admin_connection()
+    try:
+        conn.add(
+            dn,
+            ["inetOrgPerson"],
+            {"uid": local_user, "cn": local_user, "sn": "Doctor"},
+        )
+        assert conn.result["result"] == 0, conn.result
+        yield dn
+    finally:
+        conn.delete(dn)
+        conn.unbind()
+
+
+def ldap_site(realm, slapd, site_dir, user, **ldap_options):
+    options = {
+        "KerberosLDAPAuthenticator__server_address": [f"127.0.0.1:{slapd.ldap_port}"],
+        "KerberosLDAPAuthenticator__tls_strategy": "starttls",
+        "KerberosLDAPAuthenticator__tls_ca_file": slapd.ca_file,
+        "KerberosLDAPAuthenticator__bind_dn_template": [f"uid={{username}},{slapd.people_dn}"],
+        "KerberosLDAPAuthenticator__search_bind_dn": slapd.service_dn,
+        "KerberosLDAPAuthenticator__search_bind_password": slapd.service_password,
+    }
+    options.update({f"KerberosLDAPAuthenticator__{k}": v for k, v in ldap_options.items()})
+    config, _ = kerberos_site(realm, site_dir, user, authenticator="kerberos-ldap", **options)
+    return config
+
+
+LDAP_CHECKS = ("ldap", "ldap-tls", "ldap-bind", "ldap-lookup")
+
+
+def test_a_healthy_ldap_site_passes_every_check(realm, slapd, site_dir, local_user, ldap_person):
+    config = ldap_site(realm, slapd, site_dir, local_user)
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 0, output
+    assert set(statuses(lines).values()) == {"ok"}, output
+    assert list(lines)[-4:] == list(LDAP_CHECKS)
+    server = f"127.0.0.1:{slapd.ldap_port}"
+    assert (
+        f"TLS (starttls) verified with {server}, trusting {slapd.ca_file}" in lines["ldap-tls"][1]
+    )
+    assert f"bound as {slapd.service_dn} on {server}" in lines["ldap-bind"][1]
+    assert lines["ldap-lookup"][1].endswith(f"{local_user} is {ldap_person}")
+    assert slapd.service_password not in output
+
+
+def test_ldap_server_signed_by_an_unknown_ca(realm, slapd, site_dir, local_user, ldap_person):
+    config = ldap_site(realm, slapd, site_dir, local_user, tls_ca_file=slapd.other_ca_file)
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 1, output
+    status, line = lines["ldap-tls"]
+    assert status == "problem"
+    assert line.startswith(f"problem ldap-tls    TLS (starttls) with 127.0.0.1:{slapd.ldap_port} (")
+    assert "certificate" in line.split(f"{slapd.ldap_port} (", 1)[1]
+    assert f"trusting {slapd.other_ca_file}" in line
+    assert "hint: set KerberosLDAPAuthenticator.tls_ca_file" in line
+    failing = [name for name, status in statuses(lines).items() if status == "problem"]
+    assert failing == ["ldap-tls"], output
+    assert lines["ldap-bind"][0] == lines["ldap-lookup"][0] == "skip"
+
+
+def test_ldap_service_bind_refused(realm, slapd, site_dir, local_user):
+    config = ldap_site(realm, slapd, site_dir, local_user, search_bind_password="wrong-secret")
+    code, lines, output = run_doctor(config, krb5_env(realm))
+    assert code == 1, output
+    status, line = lines["ldap-bind"]
+    assert status == "problem"
+    assert line.startswith(f"problem ldap-bind   127.0.0.1:{slapd.ldap_port}: ")
+    assert f"refused the search account {slapd.service_dn!r}" in line
+    assert line.endswith(
+        "  hint: check KerberosLDAPAuthenticator.search_bind_dn and search_bind_password"
+    )
+    assert "wrong-secret" not in output
+
+
+def test_ldap_server_down_and_unknown_user(realm, slapd, site_dir, local_user, dead_server):
+    host, port = dead_server
+    config = ldap_site(
+        realm,
+        slapd,
+        site_dir,
+        local_user,
+        server_address=[f"{host}:{port}", f"127.0.0.1:{slapd.ldap_port}"],
+    )
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 1, output
+    assert lines["ldap"][1].startswith(
+        f"problem ldap        LDAP server not reachable: {host}:{port} (connection refused)"
+    )
+    # The next server is still checked: TLS and bind work, the user has no entry.
+    assert lines["ldap-tls"][0] == lines["ldap-bind"][0] == "ok"
+    assert lines["ldap-lookup"][0] == "problem"
+    assert f"no LDAP entry for {local_user!r}" in lines["ldap-lookup"][1]
+
+
+def test_pam_mode_prints_no_ldap_lines(realm, site_dir, local_user):
+    config, _ = kerberos_site(realm, site_dir, local_user)
+    _, lines, _ = run_doctor(config, krb5_env(realm))
+    assert not set(LDAP_CHECKS) & set(lines)
