@@ -112,7 +112,7 @@ def default_groups(people):
     }
 
 
-# --- certificates --------------------------------------------------------------------
+# --- certificates ---------------------------------------------------------------------
 
 
 def _name(cn):
@@ -201,7 +201,7 @@ def write_key(path, key):
     )
 
 
-# --- the directory's contents ----------------------------------------------------------
+# --- the directory's contents ---------------------------------------------------------
 
 
 def ssha(password):
@@ -297,7 +297,7 @@ def slapd_conf(directory, admin_password):
     return "\n".join(lines) + "\n"
 
 
-# --- the running server ------------------------------------------------------------------
+# --- the running server ---------------------------------------------------------------
 
 
 @dataclass
@@ -439,7 +439,7 @@ def slapd():
         yield server
 
 
-# --- servers that misbehave ------------------------------------------------------------------
+# --- servers that misbehave -----------------------------------------------------------
 
 
 @pytest.fixture
@@ -487,4 +487,29 @@ def blackhole():
 @pytest.fixture
 def blackhole_server():
     with blackhole() as address:
+        yield address
+
+
+@contextlib.contextmanager
+def connect_hangs():
+    """Yield ``(host, port)`` where a TCP connect hangs until the client gives up.
+
+    A listener with a backlog of one that never accepts, filled by one
+    connection of our own: the kernel drops further connection requests, as a
+    firewall that drops packets would.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname(), timeout=5)
+    try:
+        yield listener.getsockname()
+    finally:
+        filler.close()
+        listener.close()
+
+
+@pytest.fixture
+def hanging_server():
+    with connect_hangs() as address:
         yield address
