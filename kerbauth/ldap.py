@@ -80,7 +80,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
     to the next of ``server_address`` when a server cannot be used.
     """
 
-    # --- where the directory is ------------------------------------------------------
+    # --- where the directory is --------------------------------------------------------
 
     server_address = StringList(
         config=True,
@@ -282,7 +282,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         """,
     )
 
-    # --- groups -------------------------------------------------------------------------
+    # --- groups ------------------------------------------------------------------------
 
     group_search_base = Unicode(
         "",
@@ -352,7 +352,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         """,
     ).tag(allow_config=True)
 
-    # --- what is kept about the user ----------------------------------------------------------
+    # --- what is kept about the user ---------------------------------------------------
 
     auth_state_attributes = StringList(
         config=True,
@@ -405,7 +405,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         """,
     )
 
-    # --- checks of single options ------------------------------------------------------------
+    # --- checks of single options ------------------------------------------------------
 
     @validate("server_address")
     def _check_server_address(self, proposal):
@@ -453,7 +453,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
     def _directory_changed(self, change):
         self._settings = None
 
-    # --- startup ------------------------------------------------------------------------------
+    # --- startup -----------------------------------------------------------------------
 
     def __init__(self, **kwargs):
         self._settings = None
@@ -559,7 +559,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
             self._settings = (directory, query)
         return self._settings
 
-    # --- usernames ------------------------------------------------------------------------------
+    # --- usernames ---------------------------------------------------------------------
 
     def normalize_username(self, username):
         """Strip spaces and a listed domain (``alice@corp.example``, ``CORP\\alice``), then
@@ -576,7 +576,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
                 name = rest
         return super().normalize_username(name)
 
-    # --- login ----------------------------------------------------------------------------------
+    # --- login -------------------------------------------------------------------------
 
     async def authenticate(self, handler, data):
         """Check the username and password against the directory, off the event loop.
@@ -649,7 +649,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
             self._remember_owner(username, result.attributes)
         return model
 
-    # --- groups ----------------------------------------------------------------------------------
+    # --- groups ------------------------------------------------------------------------
 
     def _member_of(self, authentication, wanted):
         """Whether the login in ``authentication`` found the user in any of ``wanted``."""
@@ -679,7 +679,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
             return self._member_of(authentication, self.admin_groups)
         return None
 
-    # --- who owns the ticket cache ---------------------------------------------------------
+    # --- who owns the ticket cache -----------------------------------------------------
 
     def _owner_from_attributes(self, username, attributes):
         def number(attribute):
