@@ -90,7 +90,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         check is skipped and the next one is asked. Each is a host name or
         address, optionally with ``:port``. One string is taken as a list of
         one. Example: ``["ldap1.corp.example", "ldap2.corp.example:1389"]``.
-        No default: it must be set.
+        Default: empty; it must be set.
 
         .. versionadded:: 0.1
         """,
@@ -113,9 +113,9 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         default_value="starttls",
         config=True,
         help="""
-        How the connection is protected.
+        How the connection is protected. Default: ``"starttls"``.
 
-        ``"starttls"`` (the default): plain LDAP upgraded to TLS with StartTLS
+        ``"starttls"``: plain LDAP upgraded to TLS with StartTLS
         before anything else is sent. ``"ldaps"``: TLS from the first byte
         (port 636). ``"insecure"``: no TLS at all; passwords cross the
         network in clear text, for tests only. With TLS, the server's
@@ -222,7 +222,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         config=True,
         help="""
         The attribute that holds the login name, used by
-        ``user_search_filter``: ``"uid"`` (the default, OpenLDAP) or
+        ``user_search_filter``. Default: ``"uid"`` (OpenLDAP). Example:
         ``"sAMAccountName"`` (Active Directory).
 
         .. versionadded:: 0.1
@@ -250,7 +250,7 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         help="""
         DN of the service account that searches for users (``lookup_dn``),
         reads their attributes and groups, and looks up ticket owners
-        (``owner_from_ldap``). Empty (the default): searches are anonymous
+        (``owner_from_ldap``). Default: empty, meaning searches are anonymous
         and, after a login, made as the user. Example:
         ``"cn=jupyterhub,ou=services,dc=corp,dc=example"``.
 
@@ -303,8 +303,9 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         help="""
         The filter that finds a user's groups; ``{user_dn}`` and
         ``{username}`` are replaced by the filter-escaped DN and username.
-        The default finds groupOfNames (``member``), groupOfUniqueNames
-        (``uniqueMember``) and posixGroup (``memberUid``) groups. Example
+        Default: a filter that finds groupOfNames (``member``),
+        groupOfUniqueNames (``uniqueMember``) and posixGroup (``memberUid``)
+        groups. Example
         (Active Directory, nested groups too):
         ``"(&(objectClass=group)(member:1.2.840.113556.1.4.1941:={user_dn}))"``.
 
