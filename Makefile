@@ -27,7 +27,7 @@ docs:
 	$(VENV)/bin/sphinx-build -b html docs docs/_build/html
 
 demo: setup
-	$(VENV)/bin/python -m kerbauth.demo $(DEMO_ARGS)
+	$(VENV)/bin/python demo/run.py $(DEMO_ARGS)
 
 clean:
 	rm -rf docs/_build build dist
