@@ -104,6 +104,8 @@ def check_can_start(port):
             f" or one was killed; remove them with: userdel -r {' && userdel -r '.join(existing)}"
         )
     with socket.socket() as s:
+        # As the proxy binds: connections of an earlier run in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
