@@ -1,0 +1,244 @@
+"""PAM mode end to end: the edge-node example in a real JupyterHub, with real local users.
+
+The hub runs examples/pam/jupyterhub_config.py as it is; the test adds only
+its cache directory, and points ``JUPYTERHUB_PAM_SERVICE`` at a PAM service
+of its own (pam_unix) so nothing depends on the host's PAM stack. The users
+are real accounts with real passwords and real keytabs in their homes, as
+the example expects.
+"""
+
+import concurrent.futures
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from support.realm import add_principal, klist
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(REPO, "examples", "pam", "jupyterhub_config.py")
+SERVICE_PRINCIPAL = "{name}/pg-dmp-workbench2"
+
+
+def example_config(ccache_dir, extra=""):
+    with open(EXAMPLE) as f:
+        text = f.read()
+    return f"{text}\nc.KerberosTickets.ccache_dir = {ccache_dir!r}\n{extra}"
+
+
+def give_keytab(realm, account):
+    """The user's principal and their keytab where the example looks for it."""
+    keytab = os.path.join(account.home, f"{account.name}.wb1.keytab")
+    principal = add_principal(
+        realm,
+        SERVICE_PRINCIPAL.format(name=account.name),
+        keytab=keytab,
+        uid=account.uid,
+        gid=account.gid,
+    )
+    return principal, keytab
+
+
+@pytest.fixture
+def edge_hub(hub_factory, krb5_env, ccache_dir, pam_service, make_user):
+    """``edge_hub(extra="", service=None)``: the example's hub against the test realm."""
+    # The example's groups (JupyterHub refuses every login if admin_groups names
+    # a group the host does not know).
+    make_user.ensure_group("hub-users")
+    make_user.ensure_group("hub-admins")
+
+    def start(extra="", service=None, env=None):
+        return hub_factory(
+            example_config(ccache_dir, extra),
+            env={
+                "JUPYTERHUB_PAM_SERVICE": service or pam_service(),
+                "KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"],
+                **(env or {}),
+            },
+        )
+
+    return start
+
+
+def server_environment(hub, name):
+    """The environment of the user's running server process, read from /proc."""
+    pid = hub.server(name)["state"]["pid"]
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        pairs = f.read().split(b"\0")
+    return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+
+
+def test_login_spawn_klist_as_the_user_and_cache_gone_after_stop(
+    edge_hub, make_user, krb5_env, ccache_dir
+):
+    user = make_user(groups=("hub-users",))
+    principal, _ = give_keytab(krb5_env, user)
+    hub = edge_hub()
+
+    session, response = hub.login_session(user.name, user.password)
+    assert response.status_code == 302, response.text
+    assert session.get(f"{hub.url}/hub/home", timeout=30).status_code == 200
+    hub.start_server(user.name)
+
+    ccname = server_environment(hub, user.name)["KRB5CCNAME"]
+    cache = os.path.join(ccache_dir, f"krb5cc_{user.name}")
+    assert ccname == f"FILE:{cache}"
+    st = os.lstat(cache)
+    assert stat.S_ISREG(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (user.uid, user.gid)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    out = klist(ccname, krb5_env.env, user=user.name)
+    assert out.returncode == 0, out.stderr
+    assert f"Default principal: {principal}" in out.stdout
+    assert f"krbtgt/{krb5_env.realm}@{krb5_env.realm}" in out.stdout
+
+    hub.stop_server(user.name)
+    assert not os.path.lexists(cache)
+
+
+def test_wrong_empty_and_hostile_logins_are_refused_and_the_hub_stays_healthy(edge_hub, make_user):
+    user = make_user(groups=("hub-users",))
+    outsider = make_user()  # a valid account, but not in hub-users
+    hub = edge_hub()
+    assert hub.login(user.name, "not-the-password").status_code == 403
+    assert hub.login(user.name, "").status_code == 403
+    assert hub.login(user.name, "   ").status_code == 403
+    assert hub.login(outsider.name, outsider.password).status_code == 403
+    for name in ["../../etc/passwd", "root\n", "a" * 300, "-rf", "user name"]:
+        assert hub.login(name, user.password).status_code == 403, name
+    assert hub.health().status_code == 200
+    assert hub.login(user.name, user.password).status_code == 302
+    users = {u["name"] for u in hub.api("GET", "/users").json()}
+    assert users == {user.name}
+    log = hub.log_text()
+    assert user.password not in log and outsider.password not in log
+    assert "PAM refused the login" in log
+
+
+def test_a_burst_of_50_logins_is_answered_right_while_health_keeps_answering(edge_hub, make_user):
+    users = [make_user(groups=("hub-users",)) for _ in range(5)]
+    hub = edge_hub()
+    attempts = [
+        (u.name, u.password if i % 2 == 0 else u.password + "x", 302 if i % 2 == 0 else 403)
+        for i in range(50)
+        for u in [users[i % len(users)]]
+    ]
+    done = threading.Event()
+    health = []
+
+    def poll_health():
+        while not done.is_set():
+            health.append(hub.health().status_code)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll_health)
+    poller.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(lambda a: hub.login(a[0], a[1]).status_code, attempts))
+    finally:
+        done.set()
+        poller.join()
+    assert answers == [expected for _, _, expected in attempts]
+    assert len(health) >= 3 and set(health) == {200}
+
+
+def test_missing_keytab_refuses_the_spawn_with_an_actionable_message(
+    edge_hub, make_user, ccache_dir
+):
+    user = make_user(groups=("hub-users",))
+    hub = edge_hub()
+    assert hub.login(user.name, user.password).status_code == 302
+    response = hub.request_server(user.name)
+    assert response.status_code >= 400
+    message = response.json()["message"]
+    assert "No Kerberos ticket could be obtained for you" in message
+    assert "no usable keytab for your account" in message
+    assert "/home/" not in message  # the path is for the log, not for the user
+    keytab = os.path.join(user.home, f"{user.name}.wb1.keytab")
+    assert f"keytab {keytab}" in hub.log_text()
+    assert hub.server(user.name) is None
+    assert not os.path.lexists(os.path.join(ccache_dir, f"krb5cc_{user.name}"))
+
+
+def test_missing_keytab_with_required_false_starts_the_server_without_a_ticket(edge_hub, make_user):
+    user = make_user(groups=("hub-users",))
+    hub = edge_hub("c.KerberosTickets.required = False\n")
+    assert hub.login(user.name, user.password).status_code == 302
+    hub.start_server(user.name)
+    assert "KRB5CCNAME" not in server_environment(hub, user.name)
+    assert "starting" in hub.log_text() and "without a Kerberos ticket" in hub.log_text()
+
+
+def test_admin_by_admin_groups(edge_hub, make_user):
+    admin = make_user(groups=("hub-users", "hub-admins"))
+    user = make_user(groups=("hub-users",))
+    hub = edge_hub()
+    assert hub.login(admin.name, admin.password).status_code == 302
+    assert hub.login(user.name, user.password).status_code == 302
+    assert hub.api("GET", f"/users/{admin.name}").json()["admin"] is True
+    assert hub.api("GET", f"/users/{user.name}").json()["admin"] is False
+
+
+# --- pam_krb5 in the stack: no ticket may land in the hub's own cache -----------------------
+
+# pam_krb5 checks the password against the test realm (the account's Unix
+# password is a different one, so a login that works went through pam_krb5).
+KRB5_SERVICE = """\
+auth     required  pam_krb5.so minimum_uid=1000
+account  required  pam_unix.so
+"""
+
+PAMELA_DEFAULT = """
+import sys, pamela
+pamela.authenticate(sys.argv[1], sys.stdin.read(), service=sys.argv[2])
+"""
+
+
+@pytest.fixture
+def krb5_user(make_user, krb5_env):
+    user = make_user(groups=("hub-users",))
+    password = f"krb-{user.password}"
+    krb5_env.addprinc(f"{user.name}@{krb5_env.realm}", password)
+    give_keytab(krb5_env, user)
+    return user, password
+
+
+def test_pamela_default_would_leak_the_ticket_into_the_callers_cache(
+    krb5_user, krb5_env, pam_service, tmp_path
+):
+    """The hazard the next test guards against, shown with pamela's defaults."""
+    user, password = krb5_user
+    hub_cache = tmp_path / "krb5cc_hub"
+    subprocess.run(
+        [sys.executable, "-c", PAMELA_DEFAULT, user.name, pam_service(KRB5_SERVICE)],
+        input=password,
+        text=True,
+        check=True,
+        env={**os.environ, **krb5_env.env, "KRB5CCNAME": f"FILE:{hub_cache}"},
+    )
+    assert hub_cache.exists()
+    assert hub_cache.stat().st_uid == user.uid
+
+
+def test_pam_krb5_in_the_stack_leaves_the_hubs_cache_untouched(
+    edge_hub, krb5_user, pam_service, tmp_path, ccache_dir, krb5_env
+):
+    user, password = krb5_user
+    hub_cache = tmp_path / "krb5cc_hub"
+    before = set(os.listdir("/tmp"))
+    hub = edge_hub(service=pam_service(KRB5_SERVICE), env={"KRB5CCNAME": f"FILE:{hub_cache}"})
+    assert hub.login(user.name, user.password).status_code == 403  # not the Kerberos one
+    for _ in range(3):
+        assert hub.login(user.name, password).status_code == 302
+    assert not hub_cache.exists()
+    assert not [n for n in set(os.listdir("/tmp")) - before if n.startswith("krb5cc")]
+    # The server's ticket still comes from kerbauth, into the user's own cache.
+    hub.start_server(user.name)
+    out = klist(f"FILE:{ccache_dir}/krb5cc_{user.name}", krb5_env.env, user=user.name)
+    assert out.returncode == 0 and user.name in out.stdout
+    assert not hub_cache.exists()
