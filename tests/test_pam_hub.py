@@ -1,10 +1,9 @@
 """PAM mode end to end: the edge-node example in a real JupyterHub, with real local users.
 
-The hub runs examples/pam/jupyterhub_config.py as it is; the test adds only
-its cache directory, and points ``JUPYTERHUB_PAM_SERVICE`` at a PAM service
-of its own (pam_unix) so nothing depends on the host's PAM stack. The users
-are real accounts with real passwords and real keytabs in their homes, as
-the example expects.
+The hub (``edge_hub``, tests/support/edge.py) runs examples/pam/jupyterhub_config.py
+as it is, with a PAM service of the test's own (pam_unix), so nothing depends
+on the host's PAM stack. The users are real accounts with real passwords and
+real keytabs in their homes, as the example expects.
 """
 
 import concurrent.futures
@@ -17,59 +16,8 @@ import time
 
 import pytest
 
-from support.realm import add_principal, klist
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLE = os.path.join(REPO, "examples", "pam", "jupyterhub_config.py")
-SERVICE_PRINCIPAL = "{name}/pg-dmp-workbench2"
-
-
-def example_config(ccache_dir, extra=""):
-    with open(EXAMPLE) as f:
-        text = f.read()
-    return f"{text}\nc.KerberosTickets.ccache_dir = {ccache_dir!r}\n{extra}"
-
-
-def give_keytab(realm, account):
-    """The user's principal and their keytab where the example looks for it."""
-    keytab = os.path.join(account.home, f"{account.name}.wb1.keytab")
-    principal = add_principal(
-        realm,
-        SERVICE_PRINCIPAL.format(name=account.name),
-        keytab=keytab,
-        uid=account.uid,
-        gid=account.gid,
-    )
-    return principal, keytab
-
-
-@pytest.fixture
-def edge_hub(hub_factory, krb5_env, ccache_dir, pam_service, make_user):
-    """``edge_hub(extra="", service=None)``: the example's hub against the test realm."""
-    # The example's groups (JupyterHub refuses every login if admin_groups names
-    # a group the host does not know).
-    make_user.ensure_group("hub-users")
-    make_user.ensure_group("hub-admins")
-
-    def start(extra="", service=None, env=None):
-        return hub_factory(
-            example_config(ccache_dir, extra),
-            env={
-                "JUPYTERHUB_PAM_SERVICE": service or pam_service(),
-                "KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"],
-                **(env or {}),
-            },
-        )
-
-    return start
-
-
-def server_environment(hub, name):
-    """The environment of the user's running server process, read from /proc."""
-    pid = hub.server(name)["state"]["pid"]
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        pairs = f.read().split(b"\0")
-    return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+from support.edge import give_keytab, server_environment
+from support.realm import klist
 
 
 def test_login_spawn_klist_as_the_user_and_cache_gone_after_stop(
