@@ -217,7 +217,7 @@ def private_file(path, text):
     return path
 
 
-def hub_config(work, port, mode, users, k5, slapd=None, pam=None):
+def hub_config(work, port, hub_port, mode, users, k5, slapd=None, pam=None):
     """The jupyterhub_config.py of the demo; ``kerbauth doctor -f`` reads it as the hub does."""
     names = sorted(users)
     keytabs = os.path.join(work, "home", "{username}", "{username}.keytab")
@@ -230,7 +230,7 @@ def hub_config(work, port, mode, users, k5, slapd=None, pam=None):
         "c.JupyterHub.ip = '127.0.0.1'",
         f"c.JupyterHub.port = {port}",
         "c.JupyterHub.hub_ip = '127.0.0.1'",
-        f"c.JupyterHub.hub_port = {free_port()}",
+        f"c.JupyterHub.hub_port = {hub_port}",
         f"c.ConfigurableHTTPProxy.api_url = 'http://127.0.0.1:{free_port()}'",
         f"c.ConfigurableHTTPProxy.pid_file = {os.path.join(work, 'proxy.pid')!r}",
         f"c.JupyterHub.pid_file = {os.path.join(work, 'jupyterhub.pid')!r}",
@@ -239,6 +239,8 @@ def hub_config(work, port, mode, users, k5, slapd=None, pam=None):
         f"c.Authenticator.allowed_users = {set(names)!r}",
         f"c.Spawner.cmd = [{os.path.join(BIN, 'jupyterhub-singleuser')!r}]",
         "c.Spawner.default_url = '/lab'",
+        "# No news pop-up in JupyterLab: it would try to fetch the news from the internet.",
+        "c.Spawner.args = ['--LabApp.news_url=None']",
         "",
         "# Tickets: each user's keytab in their home, caches in a root-owned 0711 directory.",
         f"c.KerberosTickets.keytab_template = {keytabs!r}",
@@ -308,24 +310,34 @@ def stop_proxy(pid_file):
         os.kill(pid, signal.SIGKILL)
 
 
-def wait_until_ready(hub, port, signals, deadline=90):
-    """Poll the hub's health page through the proxy until it answers 200."""
+def wait_until_ready(hub, ports, signals, deadline=90):
+    """Poll the health page on each of ``ports`` in turn until it answers 200.
+
+    The hub's own port first, then the proxy's: a proxy asked before the hub
+    listens fills the console with connection errors.
+    """
     end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        signals.checkpoint()
-        if hub.poll() is not None:
-            raise RuntimeError(f"the hub exited with status {hub.returncode} before it was ready")
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            connection.request("GET", "/hub/health")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        finally:
-            connection.close()
-        time.sleep(0.2)
-    raise RuntimeError(f"the hub did not answer on port {port} within {deadline} s")
+    for port in ports:
+        while not _healthy(port):
+            signals.checkpoint()
+            if hub.poll() is not None:
+                raise RuntimeError(
+                    f"the hub exited with status {hub.returncode} before it was ready"
+                )
+            if time.monotonic() > end:
+                raise RuntimeError(f"the hub did not answer on port {port} within {deadline} s")
+            time.sleep(0.2)
+
+
+def _healthy(port):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/hub/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 def banner(url, mode, users, realm, config):
@@ -401,10 +413,11 @@ def run(mode, port, signals):
             say(f"set the demo passwords and the PAM service /etc/pam.d/{pam}")
         signals.checkpoint()
 
-        config = hub_config(work, port, mode, users, k5, slapd=slapd, pam=pam)
+        hub_port = free_port()
+        config = hub_config(work, port, hub_port, mode, users, k5, slapd=slapd, pam=pam)
         say(f"starting JupyterHub with {config}")
         hub = stack.enter_context(running_hub(config, work))
-        wait_until_ready(hub, port, signals)
+        wait_until_ready(hub, (hub_port, port), signals)
         print(banner(url, mode, users, REALM, config), flush=True)
         with signals.waiting():
             status = hub.wait()
