@@ -261,6 +261,7 @@ class Result:
     fresh: int = 0
     idle_health: list = field(default_factory=list)
     sweep_health: list = field(default_factory=list)
+    worst_at: float = 0.0  # when the slowest health request of the sweep was sent
 
 
 def measure(k5, backend, count, keytab_dir, run_dir, ccache_parent, expired):
@@ -317,7 +318,9 @@ def measure(k5, backend, count, keytab_dir, run_dir, ccache_parent, expired):
             result.queue_wait = _bench(samples, "queue_wait") or 0.0
             result.idle_look = _bench(after, "idle_look") or float("nan")
             result.idle_health = [s for t, s, _ in health if t + s <= idle_end and t > idle_end - 5]
-            result.sweep_health = [s for t, s, _ in health if t <= end and t + s >= start]
+            during = [(t, s) for t, s, _ in health if t <= end and t + s >= start]
+            result.sweep_health = [s for _, s in during]
+            result.worst_at = max(during, key=lambda sample: sample[1])[0] - start
             if not all(ok for t, s, ok in health if t <= end and t + s >= start):
                 print(f"  {tag}: /hub/health failed during the sweep", flush=True)
         result.fresh = fresh_caches(ccache_dir, count)
@@ -347,24 +350,35 @@ def ms(seconds):
 def report(results):
     print()
     print(
-        f"{'backend':<7} {'N':>5} {'sweep s':>8} {'renew/s':>8} {'ms/req':>7} {'fail':>5}"
-        f" {'fresh':>6} {'health p50':>10} {'p99':>7} {'max':>7} {'idle p99':>9} {'p99/idle':>9}"
-        f" {'queue s':>8} {'look s':>7}"
+        f"{'backend':<7} {'N':>5} {'sweep s':>8} {'renew/s':>8} {'ms/req':>7} {'failed':>6}"
+        f" {'fresh':>6} {'queue s':>8} {'look s':>7}"
+    )
+    for r in results:
+        print(
+            f"{r.backend:<7} {r.count:>5} {r.sweep:>8.2f} {r.count / r.sweep:>8.0f}"
+            f" {ms(r.request_mean):>7} {r.failures:>6} {r.fresh:>6}"
+            f" {r.queue_wait:>8.2f} {r.idle_look:>7.3f}"
+        )
+    print(
+        "ms/req: mean of kerbauth's request histogram (keytab check, KDC, cache write);"
+        " fresh: caches holding a valid TGT after;\nqueue s: wait for a ticket thread of a"
+        " request made 0.5 s into the sweep; look s: one look at N fresh caches (nothing due)."
+    )
+    print()
+    print(
+        f"{'/hub/health ms':<14} {'N':>5} {'idle p50':>9} {'idle p99':>9} {'sweep p50':>10}"
+        f" {'p99':>6} {'max':>7} {'max at s':>9} {'p99/idle p99':>13}"
     )
     for r in results:
         p99, idle = percentile(r.sweep_health, 99), percentile(r.idle_health, 99)
         print(
-            f"{r.backend:<7} {r.count:>5} {r.sweep:>8.2f} {r.count / r.sweep:>8.0f}"
-            f" {ms(r.request_mean):>7} {r.failures:>5} {r.fresh:>6}"
-            f" {ms(percentile(r.sweep_health, 50)):>10} {ms(p99):>7} {ms(max(r.sweep_health)):>7}"
-            f" {ms(idle):>9} {p99 / idle:>8.1f}x {r.queue_wait:>8.2f} {r.idle_look:>7.3f}"
+            f"{r.backend:<14} {r.count:>5} {ms(percentile(r.idle_health, 50)):>9} {ms(idle):>9}"
+            f" {ms(percentile(r.sweep_health, 50)):>10} {ms(p99):>6} {ms(max(r.sweep_health)):>7}"
+            f" {r.worst_at:>+9.2f} {p99 / idle:>12.1f}x"
         )
-    print()
     print(
-        "health in ms, asked every 10 ms during the sweep; idle p99: the same hub before, with no"
-        " running servers.\nms/req: kerbauth's own request histogram (keytab check, KDC, cache"
-        " write); queue s: wait for a ticket thread of a request made 0.5 s into the sweep;\n"
-        "look s: one look at N fresh caches (nothing due); fresh: caches holding a valid TGT after."
+        "asked every 10 ms on the hub's port; idle: the same hub before the sweep, no running"
+        " servers; max at: when the slowest answer was asked, from the sweep's start."
     )
     print()
     for r in results:
@@ -379,6 +393,32 @@ def report(results):
             f" {ms(TARGET_HEALTH_P99)} ms target:"
             f" {'met' if p99 <= TARGET_HEALTH_P99 else 'MISSED'})"
         )
+    print()
+    # Linear cost: the time per renewal should not grow with N.
+    for backend in dict.fromkeys(r.backend for r in results):
+        rows = sorted((r for r in results if r.backend == backend), key=lambda r: r.count)
+        if len(rows) > 1:
+            small, large = rows[0], rows[-1]
+            ratio = (large.sweep / large.count) / (small.sweep / small.count)
+            print(
+                f"{backend}: time per renewal at N={large.count} is {ratio:.2f}x that at"
+                f" N={small.count} (1.00x = linear)"
+            )
+    for count in dict.fromkeys(r.count for r in results):
+        rows = {r.backend: r for r in results if r.count == count}
+        if "krb5" in rows and "kinit" in rows:
+            print(
+                f"N={count}: the kinit sweep takes {rows['kinit'].sweep / rows['krb5'].sweep:.2f}x"
+                " the krb5 sweep"
+            )
+
+
+def kdc_version():
+    try:
+        result = subprocess.run(["krb5-config", "--version"], capture_output=True, text=True)
+    except OSError:
+        return "MIT krb5 (version unknown)"
+    return result.stdout.strip() or "MIT krb5 (version unknown)"
 
 
 def main():
@@ -396,7 +436,8 @@ def main():
     print(
         f"renewal sweeps of {args.sizes} tickets through {args.backends};"
         f" {os.cpu_count()} CPUs, Python {platform.python_version()},"
-        f" jupyterhub {package_version('jupyterhub')}, krb5 (pykrb5) {package_version('krb5')}",
+        f" jupyterhub {package_version('jupyterhub')}, krb5 (pykrb5) {package_version('krb5')},"
+        f" {kdc_version()}; load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     run_dir = tempfile.mkdtemp(prefix="kerbauth-bench-renewal-")
@@ -433,6 +474,7 @@ def main():
             k5.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
     report(results)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f} (other work skews the numbers)")
 
 
 if __name__ == "__main__":
