@@ -56,6 +56,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -227,6 +228,12 @@ def fresh_caches(ccache_dir, count):
 # --- one sweep on a hub of its own ----------------------------------------------------------------
 
 
+def _quiet_poll_health(url, stop, results):
+    """login_burst's poller; on Ctrl-C the benchmark stops it (no traceback of its own)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _poll_health(url, stop, results)
+
+
 _SAMPLE = re.compile(r"^(\w+)(?:\{([^}]*)\})? (\S+)$", re.MULTILINE)
 
 
@@ -278,7 +285,7 @@ def measure(k5, backend, count, keytab_dir, run_dir, ccache_parent, expired):
             metrics_url = hub.health_url.replace("/health", "/metrics")
             stop, results = multiprocessing.Event(), multiprocessing.Queue()
             poller = multiprocessing.Process(
-                target=_poll_health, args=(hub.health_url, stop, results), daemon=True
+                target=_quiet_poll_health, args=(hub.health_url, stop, results), daemon=True
             )
             poller.start()
             # Baseline: the same hub, no running servers, its renewal loop looking every 2 s.
@@ -478,4 +485,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the KDC, hubs, proxies and temporary directories were removed")
