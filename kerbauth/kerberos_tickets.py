@@ -20,7 +20,7 @@ from traitlets import Bool, Float, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from . import ccache, metrics, tickets
-from .errors import TicketError
+from .errors import TicketError, spawn_refusal
 from .renewal import RenewalTarget, Renewer
 from .usernames import InvalidUsername, log_safe
 
@@ -587,7 +587,7 @@ class KerberosTickets(LoggingConfigurable):
                 self.log.error(
                     "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
                 )
-                raise
+                raise spawn_refusal(e) from e
             self.log.warning(
                 "kerbauth: starting %s's server without a Kerberos ticket"
                 " (KerberosTickets.required is False): %s",

@@ -19,6 +19,9 @@ def base_config(tmp_path, krb5_env):
     c = Config()
     c.KerberosTickets.keytab_template = str(tmp_path / "{username}.keytab")
     c.KerberosTickets.ccache_dir = str(tmp_path / "cc")
+    # What the LDAP mode needs to start at all (nothing is contacted here).
+    c.KerberosLDAPAuthenticator.server_address = ["ldap.corp.example"]
+    c.KerberosLDAPAuthenticator.bind_dn_template = ["uid={username},ou=people,dc=corp,dc=example"]
     return c
 
 

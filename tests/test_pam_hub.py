@@ -7,6 +7,7 @@ real keytabs in their homes, as the example expects.
 """
 
 import concurrent.futures
+import html
 import os
 import stat
 import subprocess
@@ -100,13 +101,15 @@ def test_missing_keytab_refuses_the_spawn_with_an_actionable_message(
 ):
     user = make_user(groups=("hub-users",))
     hub = edge_hub()
-    assert hub.login(user.name, user.password).status_code == 302
-    response = hub.request_server(user.name)
-    assert response.status_code >= 400
-    message = response.json()["message"]
-    assert "No Kerberos ticket could be obtained for you" in message
-    assert "no usable keytab for your account" in message
-    assert "/home/" not in message  # the path is for the log, not for the user
+    session, response = hub.login_session(user.name, user.password)
+    assert response.status_code == 302
+    # What the browser shows after login: the spawn page, which fails at once.
+    page = session.get(f"{hub.url}/hub/spawn", timeout=60)
+    assert page.status_code == 500
+    text = html.unescape(page.text)
+    assert "No Kerberos ticket could be obtained for you" in text
+    assert "no usable keytab for your account" in text
+    assert f"{user.home}/" not in text  # the path is for the log, not for the user
     keytab = os.path.join(user.home, f"{user.name}.wb1.keytab")
     assert f"keytab {keytab}" in hub.log_text()
     assert hub.server(user.name) is None

@@ -31,7 +31,9 @@ def backend(krb5_env):
 
 
 def add_password_principal(realm, name):
+    """``name`` with the test password, whether an earlier test made it (randkey) or not."""
     principal = f"{name}@{realm.realm}"
+    realm.run_kadminl(f"delprinc -force {principal}")  # kadmin.local -q exits 0 either way
     realm.addprinc(principal, PASSWORD)
     return principal
 

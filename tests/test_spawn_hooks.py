@@ -7,6 +7,7 @@ import stat
 from types import SimpleNamespace
 
 import pytest
+from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
@@ -68,7 +69,11 @@ async def test_missing_keytab_refuses_the_spawn_and_logs_the_file(setup, caplog)
         await authenticator.pre_spawn_start(SimpleNamespace(name=USER), server)
     keytab = str(setup.keytabs / f"{USER}.keytab")
     assert "KRB5CCNAME" not in server.environment
+    # Also an HTTPError, so that JupyterHub's spawn page shows its message to the user.
+    assert isinstance(info.value, web.HTTPError) and info.value.status_code == 500
+    assert info.value.cause == "keytab"
     message = info.value.jupyterhub_message
+    assert info.value.log_message == message
     assert message.startswith("No Kerberos ticket could be obtained for you")
     assert "no usable keytab" in message
     assert keytab not in message, "the user is not shown server paths"
