@@ -14,15 +14,16 @@ import pwd
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
+from urllib.parse import urlparse
 
-from jupyterhub.utils import maybe_future
-from traitlets import Bool, Float, Integer, Unicode, default, validate
+from jupyterhub.utils import maybe_future, url_path_join
+from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from . import ccache, metrics, tickets
-from .errors import TicketError, spawn_refusal
+from .errors import TicketError
 from .renewal import RenewalTarget, Renewer
-from .usernames import InvalidUsername, log_safe
+from .usernames import InvalidUsername, check_username, log_safe
 
 __all__ = ["KerberosTickets", "AUTH_STATE_KEY"]
 
@@ -230,6 +231,67 @@ class KerberosTickets(LoggingConfigurable):
         """,
     )
 
+    delivery = CaselessStrEnum(
+        ["file", "fetch"],
+        default_value="file",
+        config=True,
+        help="""
+        How a server gets its ticket: ``"file"`` or ``"fetch"``.
+
+        ``"file"`` (the default): the hub, running as root on the host where
+        the servers run (LocalProcessSpawner, SystemdSpawner, a shared
+        ``ccache_dir`` mount), writes the cache into ``ccache_dir``, owned by
+        the user, and renews it there.
+
+        ``"fetch"``: for servers in containers (KubeSpawner, DockerSpawner)
+        and hubs that run without root (the zero-to-jupyterhub hub pod, uid
+        1000, all capabilities dropped). The hub writes no file and changes no
+        owner: each server fetches its own user's ticket from the hub API
+        (``GET /hub/api/kerbauth/ticket``) with its ``JUPYTERHUB_API_TOKEN``,
+        and writes it to ``fetch_ccache_path`` inside its container, at start
+        and again before it ends (the kerbauth server extension, or the
+        ``kerbauth-fetch`` command). The server's token needs the scope
+        ``custom:kerbauth:ticket``: see docs/kubernetes.md. Keytabs
+        (``keytab_template``) stay on the hub and must be owned by root or by
+        the user the hub runs as, with mode 0600 or 0400. Example:
+        ``"fetch"``.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    fetch_ccache_path = Unicode(
+        "/tmp/krb5cc_kerbauth_{username}",
+        config=True,
+        help="""
+        With ``delivery = "fetch"``: where, inside the server's own container,
+        the server writes its ticket; ``{username}`` is replaced by the
+        (checked) username. The server gets it as ``KRB5CCNAME=FILE:<path>``.
+
+        Must be an absolute path in a directory the server's user can write,
+        e.g. ``"/home/jovyan/.krb5cc"``. Default:
+        ``"/tmp/krb5cc_kerbauth_{username}"``. A directory private to the
+        user is better than /tmp on hosts where several users share /tmp.
+
+        .. versionadded:: 0.1
+        """,
+    )
+
+    @validate("fetch_ccache_path")
+    def _check_fetch_ccache_path(self, proposal):
+        path = proposal.value
+        try:
+            filled = path.format(username="u")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(
+                f"KerberosTickets.fetch_ccache_path may use only {{username}}, not {path!r}"
+            ) from None
+        if not os.path.isabs(filled) or filled.endswith("/"):
+            raise ValueError(
+                f"KerberosTickets.fetch_ccache_path must be an absolute file path, not {path!r}"
+            )
+        return path
+
     @validate("backend")
     def _check_backend(self, proposal):
         if proposal.value not in ("", "krb5", "kinit"):
@@ -308,18 +370,21 @@ class KerberosTickets(LoggingConfigurable):
             raise ValueError(
                 "KerberosTickets.realm is not set and krb5.conf names no default_realm"
             )
-        ccache.prepare_ccache_dir(self.ccache_dir)
+        if self.delivery == "file":
+            ccache.prepare_ccache_dir(self.ccache_dir)
         backend = tickets.make_backend(
             "krb5" if self.password_tickets else self.backend,
             self.kinit_path,
             max_workers=self.ticket_concurrency,
         )
         self.log.info(
-            "kerbauth: tickets for %s from %s through the %s backend, caches in %s",
+            "kerbauth: tickets for %s from %s through the %s backend, %s",
             self.principal_template.replace("{realm}", self.realm),
             "the login password" if self.password_tickets else self.keytab_template,
             backend.name,
-            self.ccache_dir,
+            f"caches in {self.ccache_dir}"
+            if self.delivery == "file"
+            else f"fetched by the servers into {self.fetch_ccache_path}",
         )
         return backend
 
@@ -574,11 +639,147 @@ class KerberosTickets(LoggingConfigurable):
             return
         self.renewer.start()
 
+    # --- the fetch delivery ---------------------------------------------------------
+
+    def _fetch_keytab_ticket_sync(self, username):
+        if self.ticket_backend is None:
+            raise TicketError("config", "KerberosTickets.keytab_template is not set")
+
+        def work():
+            principal, keytab, _ = self._ticket_paths(username)
+            data = tickets.keytab_ticket_bytes(
+                self.ticket_backend,
+                principal=principal,
+                keytab=keytab,
+                keytab_owner=os.geteuid(),
+                timeout=self.timeout,
+            )
+            found = ccache.parse_ccache(data, "the new ticket").principal
+            if found != principal:
+                raise TicketError("other", f"the new ticket holds {found}, not {principal}")
+            return data
+
+        return self._timed("fetch", work)
+
+    def _fetch_password_ticket_sync(self, username, blob):
+        """``(cache bytes, renewed)`` from auth_state's ticket, renewed when it is due."""
+        principal, _, _ = self._ticket_paths(username)
+        data = base64.b64decode(blob)
+        ticket = ccache.parse_ccache(data, "the ticket in auth_state")
+        if ticket.principal != principal:
+            raise TicketError("config", f"auth_state holds {ticket.principal}, not {principal}")
+        now = time.time()
+        if not self.renewer.is_due((ticket.start, ticket.end), now):
+            return data, False
+        if ticket.renew_till <= ticket.end:
+            if ticket.end > now:
+                return data, False
+            raise TicketError(
+                "expired",
+                f"the ticket of {principal} ended at {time.ctime(ticket.end)} and cannot be"
+                " renewed; the user must log in again",
+            )
+        renewed = self._timed(
+            "renewal",
+            lambda: tickets.renew_ticket_bytes(
+                self.ticket_backend, data=data, principal=principal, timeout=self.timeout
+            ),
+        )
+        return renewed, True
+
+    async def fetch_ticket(self, user):
+        """The bytes of a FILE cache with ``user``'s current TGT (``delivery = "fetch"``).
+
+        With a keytab, a fresh ticket each time; with ``password_tickets``, the
+        ticket of auth_state, renewed (and saved back) when it is due. Runs on
+        kerbauth's thread pool; raises :class:`TicketError`.
+        """
+        loop = asyncio.get_running_loop()
+        if self.password_tickets:
+            auth_state = await user.get_auth_state() or {}
+            blob = auth_state.get(AUTH_STATE_KEY)
+            if not blob:
+                raise TicketError(
+                    "expired", "no ticket from the login in auth_state; the user must log in again"
+                )
+            data, renewed = await loop.run_in_executor(
+                self._ticket_executor, self._fetch_password_ticket_sync, user.name, blob
+            )
+            if renewed:
+                auth_state = dict(auth_state)
+                auth_state[AUTH_STATE_KEY] = base64.b64encode(data).decode("ascii")
+                await user.save_auth_state(auth_state)
+            return data
+        return await loop.run_in_executor(
+            self._ticket_executor, self._fetch_keytab_ticket_sync, user.name
+        )
+
+    def get_handlers(self, app):
+        """The login handlers, plus ``/hub/api/kerbauth/ticket`` with ``delivery = "fetch"``."""
+        parent = getattr(super(), "get_handlers", None)
+        handlers = list(parent(app)) if parent else []
+        if self.delivery == "fetch":
+            from .ticket_api import TICKET_PATH, TicketHandler
+
+            handlers.append((f"/api/{TICKET_PATH}", TicketHandler))
+        return handlers
+
+    def _fetch_environment(self, user, spawner):
+        """What a server needs to fetch its ticket: ``KRB5CCNAME`` and the handler's URL."""
+        from .ticket_api import TICKET_PATH
+
+        path = self.fetch_ccache_path.format(username=check_username(user.name))
+        hub = getattr(spawner, "hub", None)
+        api_url = hub.api_url if hub is not None else ""
+        connect_url = getattr(spawner, "hub_connect_url", None)
+        if connect_url:
+            # As JupyterHub builds JUPYTERHUB_API_URL for the server.
+            api_url = url_path_join(connect_url, urlparse(api_url).path)
+        return {
+            "KRB5CCNAME": f"FILE:{path}",
+            "KERBAUTH_TICKET_URL": url_path_join(api_url, TICKET_PATH),
+            "KERBAUTH_RENEW_MARGIN": f"{self.renew_margin:g}",
+        }
+
+    async def _pre_spawn_fetch(self, user, spawner):
+        """``delivery = "fetch"``: check a ticket can be had, tell the server where to get it."""
+        try:
+            try:
+                check_username(user.name)
+            except InvalidUsername as e:
+                raise TicketError("config", str(e)) from None
+            data = await self.fetch_ticket(user)
+        except TicketError as e:
+            if self.required:
+                self.log.error(
+                    "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
+                )
+                raise
+            self.log.warning(
+                "kerbauth: starting %s's server without a Kerberos ticket"
+                " (KerberosTickets.required is False): %s",
+                log_safe(user.name),
+                e,
+            )
+            return
+        environment = dict(spawner.environment)
+        environment.update(self._fetch_environment(user, spawner))
+        spawner.environment = environment
+        self.log.info(
+            "kerbauth: the server of %s will fetch its ticket (%s) into %s",
+            log_safe(user.name),
+            ccache.parse_ccache(data).principal,
+            environment["KRB5CCNAME"],
+        )
+
     # --- JupyterHub's spawn hooks ------------------------------------------------
 
     async def pre_spawn_start(self, user, spawner):
         """Give the server a ticket: write the cache, set ``KRB5CCNAME``."""
         await maybe_future(super().pre_spawn_start(user, spawner))
+        if self.delivery == "fetch":
+            await self._pre_spawn_fetch(user, spawner)
+            return
         self._start_renewal()
         try:
             principal, cache = await self.obtain_ticket(user)
@@ -587,7 +788,7 @@ class KerberosTickets(LoggingConfigurable):
                 self.log.error(
                     "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
                 )
-                raise spawn_refusal(e) from e
+                raise
             self.log.warning(
                 "kerbauth: starting %s's server without a Kerberos ticket"
                 " (KerberosTickets.required is False): %s",
@@ -606,8 +807,9 @@ class KerberosTickets(LoggingConfigurable):
         """Remove the server's ticket cache."""
         await maybe_future(super().post_spawn_stop(user, spawner))
         others = [s for s in getattr(user, "spawners", {}).values() if s is not spawner]
-        if any(s.active for s in others):
+        if any(s.active for s in others) or self.delivery == "fetch":
             # One cache serves all of a user's servers; another one still runs.
+            # (With "fetch", the hub keeps no cache: the server's goes with it.)
             return
         if await self.remove_ticket(user):
             self.log.info("kerbauth: removed the ticket cache of %s", log_safe(user.name))

@@ -25,6 +25,8 @@ __all__ = [
     "password_ticket",
     "store_ccache",
     "renew_ccache",
+    "keytab_ticket_bytes",
+    "renew_ticket_bytes",
 ]
 
 
@@ -157,3 +159,44 @@ def keytab_ticket(backend, *, principal, keytab, ccache, uid, gid, timeout):
         ) from None
     finally:
         os.close(fd)
+
+
+def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout):
+    """A TGT for ``principal`` from ``keytab``, as the bytes of a FILE cache.
+
+    For the ``fetch`` delivery: nothing is written where a user could see it
+    and nothing is chowned. The keytab is checked as in :func:`keytab_ticket`
+    (owned by root or ``keytab_owner``, the uid the hub runs as); the ticket is
+    written into a private temporary directory (mode 0700, the hub's own),
+    read back and removed.
+    """
+    fd = open_keytab(keytab, keytab_owner)
+    try:
+        with tempfile.TemporaryDirectory(prefix="kerbauth-fetch-") as private:
+            tmp = os.path.join(private, "ccache")
+            try:
+                backend.keytab_ticket(principal, fd, tmp, timeout)
+            except TicketError as e:
+                if e.cause != "password":
+                    raise
+                raise TicketError(
+                    "keytab",
+                    f"keytab {keytab} holds a key the KDC does not accept (stale?): {e.detail}",
+                ) from None
+            return read_ccache_bytes(tmp)
+    finally:
+        os.close(fd)
+
+
+def renew_ticket_bytes(backend, *, data, principal, timeout):
+    """Renew the TGT of ``principal`` in the cache bytes ``data``; the new cache's bytes."""
+    found = parse_ccache(data, "the ticket to renew").principal
+    if found != principal:
+        raise TicketError("other", f"the ticket holds {found}, not {principal}; not renewed")
+    with tempfile.TemporaryDirectory(prefix="kerbauth-renew-") as private:
+        source = os.path.join(private, "source")
+        with open(source, "xb") as f:
+            f.write(data)
+        target = os.path.join(private, "renewed")
+        backend.renew_ticket(source, target, timeout)
+        return read_ccache_bytes(target)

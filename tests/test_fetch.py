@@ -1,0 +1,354 @@
+"""The ``fetch`` delivery's parts: the options, the hub's pieces, the server's writer and keeper.
+
+End to end (a real hub, real servers as real users) is tests/test_fetch_hub.py.
+Here the server side runs against a small real HTTP server standing in for the
+hub, serving real tickets of the test realm, and a real ``jupyter server``
+shows that a hub that cannot be reached neither blocks nor stops the server.
+"""
+
+import http.server
+import logging
+import os
+import secrets
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+import requests
+from traitlets.config import Config
+
+from kerbauth import KerberosPAMAuthenticator
+from kerbauth.ccache import parse_ccache, read_ccache_bytes
+from kerbauth.errors import KeytabError, TicketError
+from kerbauth.ticket_api import TICKET_PATH, TicketHandler
+from kerbauth.ticket_fetch import (
+    FetchError,
+    ccache_target,
+    fetch_ticket,
+    keeper_from_environ,
+    next_fetch_delay,
+    write_ticket,
+)
+from support.realm import add_principal
+
+BIN = os.path.dirname(sys.executable)
+
+
+# --- the hub's side -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fetch_config(tmp_path, krb5_env):
+    keytabs = tmp_path / "keytabs"
+    keytabs.mkdir(mode=0o700)
+    c = Config()
+    c.KerberosTickets.keytab_template = str(keytabs / "{username}.keytab")
+    c.KerberosTickets.ccache_dir = str(tmp_path / "never-made")
+    c.KerberosTickets.delivery = "fetch"
+    return c, keytabs
+
+
+def test_fetch_mode_makes_no_cache_directory_and_registers_the_handler(fetch_config, tmp_path):
+    c, _ = fetch_config
+    authenticator = KerberosPAMAuthenticator(config=c)
+    assert not (tmp_path / "never-made").exists()
+    handlers = authenticator.get_handlers(None)
+    assert (f"/api/{TICKET_PATH}", TicketHandler) in handlers
+    assert any(path == "/login" for path, *_ in handlers)  # the login page is kept
+
+    c.KerberosTickets.delivery = "file"
+    c.KerberosTickets.ccache_dir = str(tmp_path / "cc")
+    file_mode = KerberosPAMAuthenticator(config=c)
+    assert all(handler is not TicketHandler for _, handler, *_ in file_mode.get_handlers(None))
+
+
+BAD_PATHS = [
+    ("relative", "krb5cc_{username}"),
+    ("a directory", "/tmp/"),
+    ("unknown field", "/tmp/krb5cc_{user}"),
+    ("positional field", "/tmp/krb5cc_{}"),
+]
+
+
+@pytest.mark.parametrize("label,path", BAD_PATHS, ids=[p[0] for p in BAD_PATHS])
+def test_bad_fetch_ccache_path_is_refused_naming_the_option(fetch_config, label, path):
+    c, _ = fetch_config
+    c.KerberosTickets.fetch_ccache_path = path
+    with pytest.raises(Exception, match="KerberosTickets.fetch_ccache_path"):
+        KerberosPAMAuthenticator(config=c)
+
+
+def test_delivery_is_file_or_fetch(fetch_config):
+    c, _ = fetch_config
+    c.KerberosTickets.delivery = "FETCH"
+    assert KerberosPAMAuthenticator(config=c).delivery == "fetch"
+    c.KerberosTickets.delivery = "secret"
+    with pytest.raises(Exception, match="delivery"):
+        KerberosPAMAuthenticator(config=c)
+
+
+def fake_spawner(name, api_url="http://10.0.0.5:8081/hub/api", connect_url=None):
+    return SimpleNamespace(
+        environment={"KEEP": "1"},
+        hub=SimpleNamespace(api_url=api_url),
+        hub_connect_url=connect_url,
+        user=SimpleNamespace(name=name),
+    )
+
+
+async def test_spawn_sets_only_where_to_fetch_and_where_to_write(fetch_config, krb5_env):
+    c, keytabs = fetch_config
+    authenticator = KerberosPAMAuthenticator(config=c)
+    name = f"kbt-{secrets.token_hex(3)}"  # no local account: none is needed in this mode
+    principal = add_principal(krb5_env, name, keytab=str(keytabs / f"{name}.keytab"))
+    user = SimpleNamespace(name=name)
+    spawner = fake_spawner(name)
+    await authenticator.pre_spawn_start(user, spawner)
+    assert spawner.environment == {
+        "KEEP": "1",
+        "KRB5CCNAME": f"FILE:/tmp/krb5cc_kerbauth_{name}",
+        "KERBAUTH_TICKET_URL": "http://10.0.0.5:8081/hub/api/kerbauth/ticket",
+        "KERBAUTH_RENEW_MARGIN": "1800",
+    }
+    assert not os.path.exists(f"/tmp/krb5cc_kerbauth_{name}")  # the server writes it, not the hub
+    data = await authenticator.fetch_ticket(user)
+    assert parse_ccache(data).principal == principal
+
+    spawner = fake_spawner(name, connect_url="http://jupyterhub:8081")
+    await authenticator.pre_spawn_start(user, spawner)
+    assert spawner.environment["KERBAUTH_TICKET_URL"] == (
+        "http://jupyterhub:8081/hub/api/kerbauth/ticket"
+    )
+
+
+async def test_spawn_without_a_usable_keytab_is_refused(fetch_config, krb5_env, caplog):
+    c, keytabs = fetch_config
+    authenticator = KerberosPAMAuthenticator(config=c)
+    name = f"kbt-{secrets.token_hex(3)}"
+    keytab = keytabs / f"{name}.keytab"
+    add_principal(krb5_env, name, keytab=str(keytab), mode=0o640)
+    spawner = fake_spawner(name)
+    with pytest.raises(KeytabError) as info:
+        await authenticator.pre_spawn_start(SimpleNamespace(name=name), spawner)
+    assert "no usable keytab" in info.value.jupyterhub_message
+    assert f"keytab {keytab}" in caplog.text and "mode 0640" in caplog.text
+    assert "KRB5CCNAME" not in spawner.environment
+    with pytest.raises(TicketError):
+        await authenticator.pre_spawn_start(SimpleNamespace(name="../root"), fake_spawner("x"))
+
+
+# --- the server's side --------------------------------------------------------------------
+
+
+@pytest.fixture
+def ticket_bytes(krb5_env, tmp_path):
+    """The bytes of a real cache with a TGT of a new principal of the test realm."""
+    keytab = tmp_path / "t.keytab"
+    principal = add_principal(krb5_env, f"kbt-{secrets.token_hex(3)}", keytab=str(keytab))
+    cache = tmp_path / "made"
+    subprocess.run(
+        ["kinit", "-k", "-t", str(keytab), "-c", f"FILE:{cache}", principal],
+        env={**os.environ, **krb5_env.env},
+        check=True,
+    )
+    return principal, cache.read_bytes()
+
+
+class FakeHub:
+    """A real HTTP server answering GET with queued (status, body) pairs; records requests."""
+
+    def __init__(self):
+        self.answers = []
+        self.seen = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                outer.seen.append((self.path, self.headers.get("Authorization")))
+                status, body = outer.answers.pop(0) if outer.answers else (503, b"{}")
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hub/api/{TICKET_PATH}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_hub():
+    hub = FakeHub()
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
+def test_ccache_target_takes_file_caches_only():
+    assert ccache_target("FILE:/tmp/krb5cc_x") == "/tmp/krb5cc_x"
+    assert ccache_target("/tmp/krb5cc_x") == "/tmp/krb5cc_x"
+    for bad in ("", "KEYRING:persistent:1000", "KCM:", "DIR:/tmp/cc", "FILE:krb5cc", "FILE:/tmp/"):
+        with pytest.raises(FetchError):
+            ccache_target(bad)
+
+
+def test_write_is_atomic_private_and_replaces_a_planted_symlink(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    target = tmp_path / "krb5cc"
+    target.symlink_to(victim)
+    write_ticket(str(target), b"ticket-1")
+    st = os.lstat(target)
+    assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and stat.S_IMODE(st.st_mode) == 0o600
+    assert target.read_bytes() == b"ticket-1"
+    assert victim.read_bytes() == b"precious"
+    write_ticket(str(target), b"ticket-2")
+    assert target.read_bytes() == b"ticket-2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["krb5cc", "victim"]
+
+
+def test_a_failed_write_leaves_the_old_ticket_and_no_temporary_file(tmp_path):
+    target = tmp_path / "krb5cc"
+    target.write_bytes(b"old")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(FetchError, match="cannot create a file in"):
+        write_ticket(str(tmp_path / "missing" / "krb5cc"), b"new")
+    # A directory in the way of the rename: the write fails, the temp file goes.
+    with pytest.raises(FetchError, match="cannot write the ticket"):
+        write_ticket(str(tmp_path / "sub"), b"new")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["krb5cc", "sub"]
+
+
+def test_fetch_sends_the_token_in_a_header_and_checks_the_answer(fake_hub, ticket_bytes):
+    principal, data = ticket_bytes
+    fake_hub.answers = [(200, data), (200, b"<html>not a ticket</html>"), (403, b"{}")]
+    got, times = fetch_ticket(fake_hub.url, "tok123")
+    assert got == data and times.principal == principal
+    assert fake_hub.seen[0] == (f"/hub/api/{TICKET_PATH}", "token tok123")
+    with pytest.raises(FetchError, match="not a readable credential cache"):
+        fetch_ticket(fake_hub.url, "tok123")
+    with pytest.raises(FetchError, match="403.*scope custom:kerbauth:ticket"):
+        fetch_ticket(fake_hub.url, "tok123")
+    with pytest.raises(FetchError, match="JUPYTERHUB_API_TOKEN"):
+        fetch_ticket(fake_hub.url, "")
+    with pytest.raises(FetchError, match="not an http"):
+        fetch_ticket("file:///etc/shadow", "tok123")
+
+
+def test_next_fetch_follows_the_hubs_renewal_rule():
+    ticket = SimpleNamespace(start=1000, end=1000 + 36000)
+    assert next_fetch_delay(ticket, 1000, margin=1800) == 36000 - 1800
+    short = SimpleNamespace(start=1000, end=1060)
+    assert next_fetch_delay(short, 1000, margin=1800) == 30
+    assert next_fetch_delay(short, 1059, margin=1800) == 5  # never a busy loop
+
+
+def test_keeper_backs_off_logs_a_failure_streak_once_and_recovers(
+    fake_hub, ticket_bytes, tmp_path, caplog
+):
+    principal, data = ticket_bytes
+    log = logging.getLogger("test-keeper")
+    caplog.set_level(logging.DEBUG, "test-keeper")
+    target = tmp_path / "krb5cc"
+    environ = {
+        "KERBAUTH_TICKET_URL": fake_hub.url,
+        "KRB5CCNAME": f"FILE:{target}",
+        "JUPYTERHUB_API_TOKEN": "tok",
+        "KERBAUTH_RENEW_MARGIN": "60",
+    }
+    keeper = keeper_from_environ(environ, log, max_backoff=4)
+    fake_hub.answers = [(503, b'{"message": "KDC down"}')] * 4 + [(200, data)]
+    delays = [keeper.step() for _ in range(5)]
+    assert delays[:4] == [1, 2, 4, 4]
+    end = parse_ccache(data).end
+    assert abs(delays[4] - (end - 60 - time.time())) < 5
+    assert read_ccache_bytes(str(target)) == data
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "503" in warnings[0].getMessage() and "KDC down" in warnings[0].getMessage()
+    assert "works again after 4 failure(s)" in caplog.text
+    assert principal in caplog.text
+    assert "tok" not in caplog.text.replace("token", "")
+
+
+def test_no_url_means_no_keeper():
+    assert keeper_from_environ({"KRB5CCNAME": "FILE:/tmp/x"}, logging.getLogger()) is None
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
+    """The installed server extension in a real ``jupyter server``, its hub port closed."""
+    port, dead = _free_port(), _free_port()
+    token = secrets.token_hex(8)
+    log_path = tmp_path / "server.log"
+    env = {
+        **os.environ,
+        "KERBAUTH_TICKET_URL": f"http://127.0.0.1:{dead}/hub/api/{TICKET_PATH}",
+        "KRB5CCNAME": f"FILE:{tmp_path}/krb5cc",
+        "JUPYTERHUB_API_TOKEN": secrets.token_hex(8),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [
+                os.path.join(BIN, "jupyter-server"),
+                "--allow-root",
+                "--no-browser",
+                f"--port={port}",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={tmp_path}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        end = time.monotonic() + 60
+        status = None
+        while time.monotonic() < end and server.poll() is None:
+            try:
+                status = requests.get(
+                    f"http://127.0.0.1:{port}/api/status",
+                    headers={"Authorization": f"token {token}"},
+                    timeout=2,
+                ).status_code
+            except requests.RequestException:
+                status = None
+            if status == 200 and "no Kerberos ticket from" in log_path.read_text():
+                break
+            time.sleep(0.2)
+        text = log_path.read_text()
+        assert server.poll() is None, text
+        assert status == 200, text
+        assert "fetching the Kerberos ticket into" in text
+        assert f"no Kerberos ticket from http://127.0.0.1:{dead}" in text
+        assert "Connection refused" in text
+        assert env["JUPYTERHUB_API_TOKEN"] not in text
+        assert not (tmp_path / "krb5cc").exists()
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -1,0 +1,433 @@
+"""The ``fetch`` delivery end to end: a real hub, real servers that fetch their own tickets.
+
+The hub (tests/support/hub.py) runs with ``KerberosTickets.delivery = "fetch"``
+and the custom scope of docs/kubernetes.md; the keytabs live in a directory
+only the hub can read. Each user's ``jupyterhub-singleuser`` runs as a real
+local account that can read neither that directory nor any hub file; kerbauth's
+server extension (enabled by the installed jupyter_server_config.d file)
+fetches the ticket with the server's own API token and writes it to the
+container-local path named by ``KRB5CCNAME``.
+"""
+
+import base64
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+import support.hub
+from kerbauth.ccache import read_ccache, read_ccache_bytes
+from kerbauth.ticket_api import SCOPE
+from support.edge import server_environment
+from support.realm import add_principal, start_realm
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+TICKET = "/hub/api/kerbauth/ticket"
+
+
+def docs_roles_snippet():
+    """The jupyterhub_config.py lines of docs/kubernetes.md that give servers the scope."""
+    with open(os.path.join(DOCS, "kubernetes.md")) as f:
+        text = f.read()
+    match = re.search(r"```python\n(# The scope servers need.*?)```", text, re.DOTALL)
+    assert match, "docs/kubernetes.md lost its scope snippet"
+    assert SCOPE in match.group(1)
+    return match.group(1)
+
+
+@pytest.fixture
+def scoped_hubs(monkeypatch):
+    """The docs' scope lines go after the test hub's own ``load_roles`` (its admin service)."""
+    infrastructure = support.hub._infrastructure
+    snippet = docs_roles_snippet().replace(
+        "c.JupyterHub.load_roles = [", "c.JupyterHub.load_roles = c.JupyterHub.load_roles + ["
+    )
+    monkeypatch.setattr(
+        support.hub, "_infrastructure", lambda *a: infrastructure(*a) + "\n" + snippet
+    )
+
+
+@pytest.fixture
+def keytab_dir():
+    """Root's own keytab directory (0700): no user can list it or read a keytab in it."""
+    path = tempfile.mkdtemp(prefix="kerbauth-kt-")
+    os.chmod(path, 0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fetched_caches():
+    """Paths of the servers' caches (in /tmp, as in a container), removed afterwards."""
+    paths = []
+    try:
+        yield paths
+    finally:
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def fetch_config(keytab_dir, extra=""):
+    return f"""
+import os
+c.JupyterHub.authenticator_class = "kerberos-pam"
+c.PAMAuthenticator.service = os.environ.get("JUPYTERHUB_PAM_SERVICE", "login")
+c.Authenticator.allow_all = True
+c.KerberosTickets.keytab_template = "{keytab_dir}/{{username}}.keytab"
+c.KerberosTickets.delivery = "fetch"
+c.KerberosTickets.ccache_dir = "/nonexistent/kerbauth"  # the hub keeps no cache in this mode
+{extra}
+"""
+
+
+@pytest.fixture
+def fetch_hub(hub_factory, scoped_hubs, keytab_dir, krb5_env, pam_service):
+    def start(extra="", realm=None):
+        return hub_factory(
+            fetch_config(keytab_dir, extra),
+            env={
+                "KRB5_CONFIG": (realm or krb5_env).env["KRB5_CONFIG"],
+                "JUPYTERHUB_PAM_SERVICE": pam_service(),
+            },
+        )
+
+    return start
+
+
+def add_user(hub, realm, keytab_dir, make_user, fetched_caches):
+    """A local account, its principal and keytab (root's, in the hub's directory), a hub user."""
+    user = make_user()
+    principal = add_principal(
+        realm, user.name, keytab=os.path.join(keytab_dir, f"{user.name}.keytab")
+    )
+    response = hub.api("POST", f"/users/{user.name}")
+    assert response.status_code == 201, response.text
+    fetched_caches.append(f"/tmp/krb5cc_kerbauth_{user.name}")
+    return user, principal
+
+
+def as_user(name, env, *argv):
+    return subprocess.run(
+        ["runuser", "-u", name, "--", *argv],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def wait_for(condition, deadline, what):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"not within {deadline} s: {what}")
+
+
+def wait_for_ticket(path, principal, deadline=60, newer_than=0):
+    def ready():
+        try:
+            ticket = read_ccache(path)
+        except Exception:  # noqa: BLE001 - not there yet
+            return None
+        return ticket if ticket.principal == principal and ticket.end > newer_than else None
+
+    return wait_for(ready, deadline, f"a ticket of {principal} in {path}")
+
+
+def get_ticket(hub, token=None, **kwargs):
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.get(f"{hub.url}{TICKET}", headers=headers, timeout=30, **kwargs)
+
+
+def test_the_server_fetches_its_users_ticket_it_cannot_otherwise_reach(
+    fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches
+):
+    hub = fetch_hub()
+    user, principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    hub.start_server(user.name)
+
+    env = server_environment(hub, user.name)
+    path = f"/tmp/krb5cc_kerbauth_{user.name}"
+    assert env["KRB5CCNAME"] == f"FILE:{path}"
+    assert env["KERBAUTH_TICKET_URL"].endswith(TICKET)
+    ticket = wait_for_ticket(path, principal)
+    assert ticket.end > time.time()
+
+    st = os.lstat(path)
+    assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.uid, 0o600)
+    out = as_user(user.name, {**krb5_env.env, "KRB5CCNAME": env["KRB5CCNAME"]}, "klist")
+    assert out.returncode == 0, out.stderr
+    assert f"Default principal: {principal}" in out.stdout
+    assert f"krbtgt/{krb5_env.realm}@{krb5_env.realm}" in out.stdout
+    # No temporary file left beside it.
+    assert not [
+        n
+        for n in os.listdir("/tmp")
+        if n.startswith(".kerbauth-") and os.lstat(os.path.join("/tmp", n)).st_uid == user.uid
+    ]
+
+    # The user can reach neither the keytabs nor anything of the hub's.
+    keytab = os.path.join(keytab_dir, f"{user.name}.keytab")
+    assert as_user(user.name, {}, "cat", keytab).returncode != 0
+    assert as_user(user.name, {}, "ls", keytab_dir).returncode != 0
+    assert as_user(user.name, {}, "ls", hub.workdir).returncode != 0
+
+    # The handler's answers and the server's token never reach the log.
+    data = read_ccache_bytes(path)
+    log = hub.log_text()
+    assert "ticket fetched by the server of" in log
+    assert base64.b64encode(data).decode() not in log
+    assert repr(data)[2:60] not in log and data.hex()[:64] not in log
+    assert env["JUPYTERHUB_API_TOKEN"] not in log
+
+    hub.stop_server(user.name)
+
+
+def test_refusals_and_each_token_only_ever_gets_its_owners_ticket(
+    fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches
+):
+    hub = fetch_hub()
+    alice, alice_principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    bob, bob_principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    hub.start_server(alice.name)
+    hub.start_server(bob.name)
+    alice_token = server_environment(hub, alice.name)["JUPYTERHUB_API_TOKEN"]
+    bob_token = server_environment(hub, bob.name)["JUPYTERHUB_API_TOKEN"]
+
+    # Each server's token gets its own user's ticket, whatever the request says.
+    for token, principal in ((alice_token, alice_principal), (bob_token, bob_principal)):
+        for params in ({}, {"user": alice.name}, {"user": bob.name}, {"name": "root"}):
+            response = get_ticket(hub, token, params=params)
+            assert response.status_code == 200, response.text
+            assert response.headers["Cache-Control"] == "no-store"
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            from kerbauth.ccache import parse_ccache
+
+            assert parse_ccache(response.content).principal == principal
+
+    # No token, a wrong token, a token without the scope, a service's token: 403.
+    assert get_ticket(hub).status_code == 403
+    assert get_ticket(hub, secrets.token_hex(16)).status_code == 403
+    unscoped = hub.api(
+        "POST", f"/users/{alice.name}/tokens", json={"scopes": ["read:users:name!user"]}
+    )
+    assert unscoped.status_code == 201, unscoped.text
+    assert get_ticket(hub, unscoped.json()["token"]).status_code == 403
+    assert get_ticket(hub, hub.token).status_code == 403  # the admin service: not a user
+    # A logged-in browser (cookie, no token) gets nothing either.
+    session, response = hub.login_session(alice.name, alice.password)
+    assert response.status_code == 302
+    assert session.get(f"{hub.url}{TICKET}", timeout=30).status_code == 403
+
+    # A stopped server's token is revoked: 403 from then on.
+    hub.stop_server(alice.name)
+    assert get_ticket(hub, alice_token).status_code == 403
+    assert get_ticket(hub, bob_token).status_code == 200
+
+    log = hub.log_text()
+    assert "kerbauth: ticket request refused" in log
+    assert alice_token not in log and bob_token not in log
+    hub.stop_server(bob.name)
+
+
+def test_kerbauth_fetch_command_writes_the_ticket_as_the_user(
+    fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches, tmp_path
+):
+    hub = fetch_hub()
+    user, principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    hub.start_server(user.name)
+    env = server_environment(hub, user.name)
+    target = os.path.join(user.home, "krb5cc_cli")
+    keys = ("KERBAUTH_TICKET_URL", "KERBAUTH_RENEW_MARGIN", "JUPYTERHUB_API_TOKEN")
+    fetch = os.path.join(support.hub.BIN, "kerbauth-fetch")
+    result = subprocess.run(
+        ["runuser", "-u", user.name, "--", fetch],
+        env={"PATH": os.environ["PATH"], "KRB5CCNAME": f"FILE:{target}"}
+        | {k: env[k] for k in keys},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert read_ccache(target).principal == principal
+    assert os.lstat(target).st_uid == user.uid
+    assert env["JUPYTERHUB_API_TOKEN"] not in result.stderr + result.stdout
+
+    # With a revoked token it says why and fails, leaving the old ticket in place.
+    hub.stop_server(user.name)
+    before = read_ccache_bytes(target)
+    result = subprocess.run(
+        ["runuser", "-u", user.name, "--", fetch],
+        env={"PATH": os.environ["PATH"], "KRB5CCNAME": f"FILE:{target}"}
+        | {k: env[k] for k in keys},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "403" in result.stderr
+    assert read_ccache_bytes(target) == before
+
+
+LIFE = 60  # seconds: the short realm's max_life
+
+
+@pytest.fixture
+def short_realm():
+    k5 = start_realm(kdc_conf={"realms": {"$realm": {"max_life": f"{LIFE}s"}}})
+    try:
+        yield k5
+    finally:
+        k5.stop()
+
+
+def test_the_server_keeps_a_valid_ticket_across_expiry(
+    fetch_hub, short_realm, keytab_dir, make_user, fetched_caches
+):
+    hub = fetch_hub(realm=short_realm)
+    user, principal = add_user(hub, short_realm, keytab_dir, make_user, fetched_caches)
+    hub.start_server(user.name)
+    path = f"/tmp/krb5cc_kerbauth_{user.name}"
+    first = wait_for_ticket(path, principal)
+    assert first.end - first.start <= LIFE
+    # A new ticket before the first one ends (the server fetches at half its life) ...
+    second = wait_for_ticket(path, principal, deadline=LIFE + 10, newer_than=first.end)
+    assert second.start < first.end
+    # ... and past the first one's end the cache still holds a valid ticket.
+    wait_for(lambda: time.time() > first.end + 1, LIFE, "the first ticket's end")
+    env = {**short_realm.env, "KRB5CCNAME": f"FILE:{path}"}
+    out = as_user(user.name, env, "klist", "-s")
+    assert out.returncode == 0, out.stderr
+    assert read_ccache(path).end > time.time()
+    hub.stop_server(user.name)
+
+
+# --- a hub without root ------------------------------------------------------------------
+
+
+NO_ROOT = """
+c.JupyterHub.authenticator_class = "kerberos-ldap"
+c.KerberosLDAPAuthenticator.server_address = ["127.0.0.1"]
+c.KerberosLDAPAuthenticator.bind_dn_template = ["uid={username},ou=people,dc=kerbauth,dc=test"]
+c.JupyterHub.spawner_class = "simple"
+"""
+
+
+def start_hub_as(account, config, env):
+    """A hub run by ``account`` (not root), spawning servers as itself; returns (hub, workdir)."""
+    workdir = tempfile.mkdtemp(prefix="kerbauth-hub-")
+    os.chown(workdir, account.uid, account.gid)
+    port = support.hub._free_port()
+    token = secrets.token_hex(16)
+    path = os.path.join(workdir, "jupyterhub_config.py")
+    with open(path, "w") as f:
+        f.write(config + "\n" + support.hub._infrastructure(workdir, port, token))
+    log_path = os.path.join(workdir, "jupyterhub.log")
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.fchown(log, account.uid, account.gid)
+    hub_env = {
+        "PATH": f"{support.hub.BIN}:/usr/bin:/bin",
+        "HOME": account.home,
+        "USER": account.name,
+        "LANG": "C.UTF-8",
+        **env,
+    }
+    process = subprocess.Popen(
+        [os.path.join(support.hub.BIN, "jupyterhub"), "-f", path],
+        cwd=workdir,
+        env=hub_env,
+        user=account.uid,
+        group=account.gid,
+        extra_groups=[],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    os.close(log)
+    hub = support.hub.Hub(process, port, workdir, token, log_path)
+    try:
+        wait_for(
+            lambda: process.poll() is not None or _healthy(hub), 60, "the non-root hub's health"
+        )
+        assert process.poll() is None, hub.log_text()[-6000:]
+    except BaseException:
+        support.hub._stop(process, workdir)
+        raise
+    return hub
+
+
+def _healthy(hub):
+    try:
+        return hub.health(timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_a_hub_without_root_serves_tickets_to_servers_of_users_without_accounts(
+    scoped_hubs, krb5_env, make_user, fetched_caches
+):
+    runner = make_user()  # the hub's own unprivileged account (uid 1000 in a hub pod)
+    keytabs = tempfile.mkdtemp(prefix="kerbauth-kt-")
+    os.chown(keytabs, runner.uid, runner.gid)
+    os.chmod(keytabs, 0o700)
+    # A JupyterHub user with no local account, as in Kubernetes.
+    name = f"kbt-pod-{secrets.token_hex(3)}"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(name)
+    principal = add_principal(
+        krb5_env,
+        name,
+        keytab=os.path.join(keytabs, f"{name}.keytab"),
+        uid=runner.uid,
+        gid=runner.gid,
+    )
+    path = f"/tmp/krb5cc_kerbauth_{name}"
+    fetched_caches.append(path)
+    # LDAP login as in the Kubernetes page (no login happens here: users come from the API).
+    config = fetch_config(keytabs, NO_ROOT)
+    hub = start_hub_as(runner, config, {"KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"]})
+    try:
+        assert hub.api("POST", f"/users/{name}").status_code == 201
+        hub.start_server(name)
+        ticket = wait_for_ticket(path, principal)
+        assert ticket.end > time.time()
+        assert os.lstat(path).st_uid == runner.uid
+        out = as_user(runner.name, {**krb5_env.env, "KRB5CCNAME": f"FILE:{path}"}, "klist")
+        assert out.returncode == 0 and f"Default principal: {principal}" in out.stdout
+        # Every process of the hub runs as the runner, none as root.
+        pids = [hub.process.pid, hub.server(name)["state"]["pid"]]
+        for pid in pids:
+            with open(f"/proc/{pid}/status") as f:
+                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+            assert set(uids) == {str(runner.uid)}
+        hub.stop_server(name)
+    finally:
+        print(f"--- the end of {hub.log_path} ---\n{hub.log_text()[-8000:]}")
+        support.hub._stop(hub.process, hub.workdir)
+        shutil.rmtree(hub.workdir, ignore_errors=True)
+        shutil.rmtree(keytabs, ignore_errors=True)
+        # The simple spawner's home for the user.
+        shutil.rmtree(f"/tmp/{name}", ignore_errors=True)
+        try:
+            os.killpg(hub.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
