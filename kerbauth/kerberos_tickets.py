@@ -21,7 +21,7 @@ from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default, v
 from traitlets.config import LoggingConfigurable
 
 from . import ccache, metrics, tickets
-from .errors import TicketError
+from .errors import TicketError, spawn_refusal
 from .renewal import RenewalTarget, Renewer
 from .usernames import InvalidUsername, check_username, log_safe
 
@@ -788,7 +788,7 @@ class KerberosTickets(LoggingConfigurable):
                 self.log.error(
                     "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
                 )
-                raise
+                raise spawn_refusal(e) from e
             self.log.warning(
                 "kerbauth: starting %s's server without a Kerberos ticket"
                 " (KerberosTickets.required is False): %s",
