@@ -754,7 +754,7 @@ class KerberosTickets(LoggingConfigurable):
                 self.log.error(
                     "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
                 )
-                raise
+                raise spawn_refusal(e) from e
             self.log.warning(
                 "kerbauth: starting %s's server without a Kerberos ticket"
                 " (KerberosTickets.required is False): %s",

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
@@ -133,13 +134,16 @@ async def test_spawn_without_a_usable_keytab_is_refused(fetch_config, krb5_env, 
     keytab = keytabs / f"{name}.keytab"
     add_principal(krb5_env, name, keytab=str(keytab), mode=0o640)
     spawner = fake_spawner(name)
-    with pytest.raises(KeytabError) as info:
+    with pytest.raises(web.HTTPError) as info:
         await authenticator.pre_spawn_start(SimpleNamespace(name=name), spawner)
     assert "no usable keytab" in info.value.jupyterhub_message
+    assert isinstance(info.value.__cause__, KeytabError)
+    assert str(keytab) not in info.value.jupyterhub_message  # the path is for the log
     assert f"keytab {keytab}" in caplog.text and "mode 0640" in caplog.text
     assert "KRB5CCNAME" not in spawner.environment
-    with pytest.raises(TicketError):
+    with pytest.raises(web.HTTPError) as info:
         await authenticator.pre_spawn_start(SimpleNamespace(name="../root"), fake_spawner("x"))
+    assert isinstance(info.value.__cause__, TicketError)
 
 
 # --- the server's side --------------------------------------------------------------------

@@ -287,6 +287,22 @@ def test_kerbauth_fetch_command_writes_the_ticket_as_the_user(
     assert read_ccache_bytes(target) == before
 
 
+def test_without_a_keytab_the_spawn_is_refused_with_a_message(
+    fetch_hub, make_user, keytab_dir, fetched_caches
+):
+    hub = fetch_hub()
+    user = make_user()
+    assert hub.api("POST", f"/users/{user.name}").status_code == 201
+    fetched_caches.append(f"/tmp/krb5cc_kerbauth_{user.name}")
+    response = hub.request_server(user.name)
+    assert response.status_code >= 400
+    message = response.json()["message"]
+    assert "No Kerberos ticket could be obtained for you" in message
+    assert "no usable keytab" in message and keytab_dir not in message
+    assert f"keytab {keytab_dir}/{user.name}.keytab" in hub.log_text()
+    assert hub.server(user.name) is None
+
+
 LIFE = 60  # seconds: the short realm's max_life
 
 
