@@ -6,6 +6,7 @@ hub, serving real tickets of the test realm, and a real ``jupyter server``
 shows that a hub that cannot be reached neither blocks nor stops the server.
 """
 
+import base64
 import http.server
 import logging
 import os
@@ -356,3 +357,99 @@ def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_kerbauth_fetch_keep_fetches_until_stopped(fake_hub, ticket_bytes, tmp_path):
+    principal, data = ticket_bytes
+    fake_hub.answers = [(503, b"{}"), (200, data)]
+    target = tmp_path / "krb5cc"
+    token = secrets.token_hex(8)
+    keeper = subprocess.Popen(
+        [os.path.join(BIN, "kerbauth-fetch"), "--keep", "--max-backoff", "1"],
+        env={
+            "PATH": os.environ["PATH"],
+            "KERBAUTH_TICKET_URL": fake_hub.url,
+            "KRB5CCNAME": f"FILE:{target}",
+            "JUPYTERHUB_API_TOKEN": token,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not target.exists() and keeper.poll() is None:
+            time.sleep(0.1)
+        assert target.read_bytes() == data
+        assert keeper.poll() is None  # it goes on, to fetch again before the end
+    finally:
+        keeper.terminate()
+        output, _ = keeper.communicate(timeout=20)
+    assert "refused the ticket request: 503" in output
+    assert f"Kerberos ticket of {principal} written to {target}" in output
+    assert token not in output
+    assert all(seen == (f"/hub/api/{TICKET_PATH}", f"token {token}") for seen in fake_hub.seen)
+
+
+class FakeUser:
+    """What the authenticator uses of a JupyterHub user: its name and auth_state."""
+
+    def __init__(self, name, auth_state):
+        self.name = name
+        self.auth_state = auth_state
+        self.saved = []
+
+    async def get_auth_state(self):
+        return self.auth_state
+
+    async def save_auth_state(self, auth_state):
+        self.saved.append(auth_state)
+        self.auth_state = auth_state
+
+
+PASSWORD = "Correct-Horse-7-Battery"
+
+
+async def test_password_tickets_are_fetched_from_auth_state_and_renewed_when_due(
+    krb5_env, tmp_path, monkeypatch
+):
+    from jupyterhub.auth import DummyAuthenticator
+
+    from kerbauth import KerberosTickets
+    from kerbauth.kerberos_tickets import AUTH_STATE_KEY
+
+    class PasswordFetch(KerberosTickets, DummyAuthenticator):
+        pass
+
+    name = f"kbt-{secrets.token_hex(3)}"
+    principal = f"{name}@{krb5_env.realm}"
+    krb5_env.addprinc(principal, PASSWORD)
+    c = Config()
+    c.KerberosTickets.password_tickets = True
+    c.KerberosTickets.delivery = "fetch"
+    c.KerberosTickets.ccache_dir = str(tmp_path / "never-made")
+    c.Authenticator.enable_auth_state = True
+    authenticator = PasswordFetch(config=c)
+    logged_in = await authenticator.get_authenticated_user(
+        None, {"username": name, "password": PASSWORD}
+    )
+    user = FakeUser(name, logged_in["auth_state"])
+    blob = user.auth_state[AUTH_STATE_KEY]
+    assert PASSWORD not in str(user.auth_state)
+
+    # Not due: auth_state's own ticket, nothing saved.
+    data = await authenticator.fetch_ticket(user)
+    assert data == base64.b64decode(blob) and not user.saved
+    # Due (within renew_margin of its end): renewed by the KDC and saved back.
+    ticket = parse_ccache(data)
+    assert ticket.renew_till > ticket.end
+    later = ticket.end - authenticator.renew_margin / 2
+    monkeypatch.setattr("kerbauth.kerberos_tickets.time.time", lambda: later)
+    renewed = await authenticator.fetch_ticket(user)
+    assert renewed != data and parse_ccache(renewed).principal == principal
+    assert user.saved and user.saved[-1][AUTH_STATE_KEY] == base64.b64encode(renewed).decode()
+    assert not (tmp_path / "never-made").exists()
+    # Logged out of auth_state: the user must log in again.
+    with pytest.raises(TicketError) as info:
+        await authenticator.fetch_ticket(FakeUser(name, {}))
+    assert info.value.cause == "expired"
