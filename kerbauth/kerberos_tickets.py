@@ -30,6 +30,9 @@ __all__ = ["KerberosTickets", "AUTH_STATE_KEY"]
 # Where a password ticket is kept in auth_state: the bytes of a FILE cache, base64.
 AUTH_STATE_KEY = "kerberos_ccache"
 
+# With delivery = "fetch", a keytab ticket fetched again within this many seconds is reused.
+FETCH_REUSE_SECONDS = 10
+
 
 class KerberosTickets(LoggingConfigurable):
     """Gives every spawned server a Kerberos ticket of its own user.
@@ -710,9 +713,24 @@ class KerberosTickets(LoggingConfigurable):
                 auth_state[AUTH_STATE_KEY] = base64.b64encode(data).decode("ascii")
                 await user.save_auth_state(auth_state)
             return data
-        return await loop.run_in_executor(
+        # A server asks at start and before the end; a user's code asking in a
+        # loop gets the same ticket again for a few seconds, not a KDC request each.
+        reused = self._fetched.get(user.name)
+        if reused and time.monotonic() - reused[0] < FETCH_REUSE_SECONDS:
+            return reused[1]
+        data = await loop.run_in_executor(
             self._ticket_executor, self._fetch_keytab_ticket_sync, user.name
         )
+        now = time.monotonic()
+        for name in [n for n, (t, _) in self._fetched.items() if now - t >= FETCH_REUSE_SECONDS]:
+            del self._fetched[name]
+        self._fetched[user.name] = (now, data)
+        return data
+
+    @property
+    def _fetched(self):
+        """username -> (monotonic time, cache bytes) of the last keytab ticket fetched."""
+        return self.__dict__.setdefault("_kerbauth_fetched", {})
 
     def get_handlers(self, app):
         """The login handlers, plus ``/hub/api/kerbauth/ticket`` with ``delivery = "fetch"``."""

@@ -55,7 +55,7 @@ class TicketHandler(APIHandler):
         if user is None:
             self._refuse("no valid API token")
         if not isinstance(user, User):
-            self._refuse(f"the token of {user.name!r} is not a user's")
+            self._refuse(f"the token of {log_safe(user.name)} is not a user's")
         # The scope, unfiltered or filtered to this very user (``!user``).
         if not self.has_scope(f"{SCOPE}!user={user.name}"):
             self._refuse(f"the token of {log_safe(user.name)} lacks the scope {SCOPE}")

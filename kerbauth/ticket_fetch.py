@@ -55,6 +55,16 @@ class FetchError(Exception):
     """A ticket could not be fetched or written; the message says why."""
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: urllib would send the token's header on to the new place."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def ccache_target(ccname):
     """The file path named by ``KRB5CCNAME`` (``FILE:/path`` or ``/path``).
 
@@ -99,7 +109,7 @@ def fetch_ticket(url, token, timeout=30.0):
         headers={"Authorization": f"token {token}", "Accept": "application/octet-stream"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout) as response:
             data = response.read(MAX_CACHE_BYTES + 1)
     except urllib.error.HTTPError as e:
         message = _error_message(e)

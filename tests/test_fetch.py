@@ -103,7 +103,9 @@ def fake_spawner(name, api_url="http://10.0.0.5:8081/hub/api", connect_url=None)
     )
 
 
-async def test_spawn_sets_only_where_to_fetch_and_where_to_write(fetch_config, krb5_env):
+async def test_spawn_sets_only_where_to_fetch_and_where_to_write(
+    fetch_config, krb5_env, monkeypatch
+):
     c, keytabs = fetch_config
     authenticator = KerberosPAMAuthenticator(config=c)
     name = f"kbt-{secrets.token_hex(3)}"  # no local account: none is needed in this mode
@@ -120,6 +122,13 @@ async def test_spawn_sets_only_where_to_fetch_and_where_to_write(fetch_config, k
     assert not os.path.exists(f"/tmp/krb5cc_kerbauth_{name}")  # the server writes it, not the hub
     data = await authenticator.fetch_ticket(user)
     assert parse_ccache(data).principal == principal
+
+    # Asked again at once: the same ticket, no new KDC request; later, a new one.
+    assert await authenticator.fetch_ticket(user) == data
+    clock = time.monotonic() + 11
+    monkeypatch.setattr("kerbauth.kerberos_tickets.time.monotonic", lambda: clock)
+    fresh = await authenticator.fetch_ticket(user)
+    assert fresh != data and parse_ccache(fresh).principal == principal
 
     spawner = fake_spawner(name, connect_url="http://jupyterhub:8081")
     await authenticator.pre_spawn_start(user, spawner)
@@ -175,8 +184,10 @@ class FakeHub:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's name
                 outer.seen.append((self.path, self.headers.get("Authorization")))
-                status, body = outer.answers.pop(0) if outer.answers else (503, b"{}")
+                status, body, *headers = outer.answers.pop(0) if outer.answers else (503, b"{}")
                 self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -253,6 +264,19 @@ def test_fetch_sends_the_token_in_a_header_and_checks_the_answer(fake_hub, ticke
         fetch_ticket(fake_hub.url, "")
     with pytest.raises(FetchError, match="not an http"):
         fetch_ticket("file:///etc/shadow", "tok123")
+
+
+def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(fake_hub, ticket_bytes):
+    elsewhere = FakeHub()
+    try:
+        _, data = ticket_bytes
+        elsewhere.answers = [(200, data)]
+        fake_hub.answers = [(302, b"", ("Location", elsewhere.url))]
+        with pytest.raises(FetchError, match="302"):
+            fetch_ticket(fake_hub.url, "tok123")
+        assert elsewhere.seen == []
+    finally:
+        elsewhere.close()
 
 
 def test_next_fetch_follows_the_hubs_renewal_rule():
