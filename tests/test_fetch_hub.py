@@ -23,9 +23,12 @@ import time
 
 import pytest
 import requests
+import yaml
 
 import support.hub
 from kerbauth.ccache import read_ccache, read_ccache_bytes
+from kerbauth.errors import KeytabError
+from kerbauth.keytab import open_keytab
 from kerbauth.ticket_api import SCOPE
 from support.edge import server_environment
 from support.realm import add_principal, start_realm
@@ -339,23 +342,15 @@ def test_the_server_keeps_a_valid_ticket_across_expiry(
 # --- a hub without root ------------------------------------------------------------------
 
 
-NO_ROOT = """
-c.JupyterHub.authenticator_class = "kerberos-ldap"
-c.KerberosLDAPAuthenticator.server_address = ["127.0.0.1"]
-c.KerberosLDAPAuthenticator.bind_dn_template = ["uid={username},ou=people,dc=kerbauth,dc=test"]
-c.JupyterHub.spawner_class = "simple"
-"""
-
-
-def start_hub_as(account, config, env):
-    """A hub run by ``account`` (not root), spawning servers as itself; returns (hub, workdir)."""
+def start_hub_as(account, config, env, after=""):
+    """A hub run by ``account`` (not root); ``after``: config lines after the test hub's own."""
     workdir = tempfile.mkdtemp(prefix="kerbauth-hub-")
     os.chown(workdir, account.uid, account.gid)
     port = support.hub._free_port()
     token = secrets.token_hex(16)
     path = os.path.join(workdir, "jupyterhub_config.py")
     with open(path, "w") as f:
-        f.write(config + "\n" + support.hub._infrastructure(workdir, port, token))
+        f.write(config + "\n" + support.hub._infrastructure(workdir, port, token) + "\n" + after)
     log_path = os.path.join(workdir, "jupyterhub.log")
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     os.fchown(log, account.uid, account.gid)
@@ -398,30 +393,107 @@ def _healthy(hub):
         return False
 
 
-def test_a_hub_without_root_serves_tickets_to_servers_of_users_without_accounts(
-    scoped_hubs, krb5_env, make_user, fetched_caches
+def chart_values():
+    with open(os.path.join(DOCS, "kubernetes.md")) as f:
+        (text,) = re.findall(r"^```yaml\n(.*?)^```", f.read(), re.DOTALL | re.MULTILINE)
+    return yaml.safe_load(text)
+
+
+def chart_hub_config(values, overrides):
+    """``hub.config`` and ``hub.loadRoles`` of the chart's values as jupyterhub_config.py lines."""
+    sections = {name: dict(options) for name, options in values["hub"]["config"].items()}
+    for name, options in overrides.items():
+        sections.setdefault(name, {}).update(options)
+    config = "\n".join(
+        f"c.{name}.{key} = {value!r}"
+        for name, options in sections.items()
+        for key, value in options.items()
+    )
+    roles = [{"name": name, **role} for name, role in values["hub"]["loadRoles"].items()]
+    return config, f"c.JupyterHub.load_roles = c.JupyterHub.load_roles + {roles!r}\n"
+
+
+def fake_secret_volume(root, gid, keytabs):
+    """A directory laid out as the kubelet mounts a Secret with ``fsGroup``.
+
+    Each key is a symlink into ``..data``, itself a symlink to a timestamped
+    directory; the files there are root's, group ``gid``, mode 0440
+    (``defaultMode: 0400`` plus the group read that ``fsGroup`` adds).
+    """
+    os.chmod(root, 0o750)
+    os.chown(root, 0, gid)
+    timestamped = os.path.join(root, "..2026_11_24_09_00_00.000000001")
+    os.mkdir(timestamped, 0o750)
+    os.chown(timestamped, 0, gid)
+    for name, data in keytabs.items():
+        with open(os.path.join(timestamped, name), "wb") as f:
+            f.write(data)
+        os.chown(os.path.join(timestamped, name), 0, gid)
+        os.chmod(os.path.join(timestamped, name), 0o440)
+        os.symlink(f"..data/{name}", os.path.join(root, name))
+    os.symlink(os.path.basename(timestamped), os.path.join(root, "..data"))
+
+
+def test_the_charts_hub_config_without_root_serves_users_without_accounts(
+    krb5_env, make_user, fetched_caches, tmp_path
 ):
-    runner = make_user()  # the hub's own unprivileged account (uid 1000 in a hub pod)
-    keytabs = tempfile.mkdtemp(prefix="kerbauth-kt-")
-    os.chown(keytabs, runner.uid, runner.gid)
-    os.chmod(keytabs, 0o700)
-    # A JupyterHub user with no local account, as in Kubernetes.
+    """The Kubernetes page's ``config.yaml``: hub.config, hub.loadRoles, the keytab init container.
+
+    The hub runs as an unprivileged account (uid 1000 in the chart's hub pod)
+    and spawns servers as itself; the user has no local account. Only the
+    site's values are replaced: the LDAP server (never contacted: users come
+    from the API), the realm and the directories.
+    """
+    values = chart_values()
+    runner = make_user()
     name = f"kbt-pod-{secrets.token_hex(3)}"
     with pytest.raises(KeyError):
         pwd.getpwnam(name)
-    principal = add_principal(
-        krb5_env,
-        name,
-        keytab=os.path.join(keytabs, f"{name}.keytab"),
-        uid=runner.uid,
-        gid=runner.gid,
-    )
+    made = tmp_path / "made.keytab"
+    principal = add_principal(krb5_env, name, keytab=str(made))
+    secret = tempfile.mkdtemp(prefix="kerbauth-secret-")
+    keytabs = tempfile.mkdtemp(prefix="kerbauth-kt-")  # the emptyDir: group fsGroup, setgid
+    os.chown(keytabs, 0, runner.gid)
+    os.chmod(keytabs, 0o2770)
     path = f"/tmp/krb5cc_kerbauth_{name}"
     fetched_caches.append(path)
-    # LDAP login as in the Kubernetes page (no login happens here: users come from the API).
-    config = fetch_config(keytabs, NO_ROOT)
-    hub = start_hub_as(runner, config, {"KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"]})
+    hub = None
     try:
+        fake_secret_volume(secret, runner.gid, {f"{name}.keytab": made.read_bytes()})
+        # kerbauth refuses the Secret's files as mounted: a symlink, then group-readable.
+        with pytest.raises(KeytabError, match="symbolic link"):
+            open_keytab(os.path.join(secret, f"{name}.keytab"), runner.uid)
+        with pytest.raises(KeytabError, match="group or others"):
+            open_keytab(os.path.join(secret, "..data", f"{name}.keytab"), runner.uid)
+
+        # The init container's command, as the hub's user, with the test's directories.
+        (init,) = values["hub"]["initContainers"]
+        command = init["command"][-1]
+        mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+        volumes = {v["name"]: v for v in values["hub"]["extraVolumes"]}
+        for mount_name, mount_path in mounts.items():
+            here = secret if "secret" in volumes[mount_name] else keytabs
+            command = command.replace(mount_path, here)
+        copied = as_user(runner.name, {}, *init["command"][:-1], command)
+        assert copied.returncode == 0, copied.stderr
+        keytab = os.path.join(keytabs, f"{name}.keytab")
+        st = os.lstat(keytab)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (runner.uid, 0o400)
+
+        config, roles = chart_hub_config(
+            values,
+            {
+                "KerberosLDAPAuthenticator": {"server_address": ["127.0.0.1"]},
+                "KerberosTickets": {
+                    "realm": krb5_env.realm,
+                    "keytab_template": os.path.join(keytabs, "{username}.keytab"),
+                },
+                "JupyterHub": {"spawner_class": "simple"},
+            },
+        )
+        hub = start_hub_as(
+            runner, config, {"KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"]}, after=roles
+        )
         assert hub.api("POST", f"/users/{name}").status_code == 201
         hub.start_server(name)
         ticket = wait_for_ticket(path, principal)
@@ -430,20 +502,21 @@ def test_a_hub_without_root_serves_tickets_to_servers_of_users_without_accounts(
         out = as_user(runner.name, {**krb5_env.env, "KRB5CCNAME": f"FILE:{path}"}, "klist")
         assert out.returncode == 0 and f"Default principal: {principal}" in out.stdout
         # Every process of the hub runs as the runner, none as root.
-        pids = [hub.process.pid, hub.server(name)["state"]["pid"]]
-        for pid in pids:
+        for pid in (hub.process.pid, hub.server(name)["state"]["pid"]):
             with open(f"/proc/{pid}/status") as f:
                 uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
             assert set(uids) == {str(runner.uid)}
         hub.stop_server(name)
     finally:
-        print(f"--- the end of {hub.log_path} ---\n{hub.log_text()[-8000:]}")
-        support.hub._stop(hub.process, hub.workdir)
-        shutil.rmtree(hub.workdir, ignore_errors=True)
+        if hub is not None:
+            print(f"--- the end of {hub.log_path} ---\n{hub.log_text()[-8000:]}")
+            support.hub._stop(hub.process, hub.workdir)
+            shutil.rmtree(hub.workdir, ignore_errors=True)
+            try:
+                os.killpg(hub.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(secret, ignore_errors=True)
         shutil.rmtree(keytabs, ignore_errors=True)
         # The simple spawner's home for the user.
         shutil.rmtree(f"/tmp/{name}", ignore_errors=True)
-        try:
-            os.killpg(hub.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
