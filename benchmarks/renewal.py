@@ -6,7 +6,8 @@ JupyterHub (with configurable-http-proxy) runs kerbauth's ``kerberos-pam``
 through a small subclass written into its config file: N "running servers"
 exist without N processes (``_running_users`` returns N plain objects,
 ``ticket_owner`` gives every cache to root), and each one's cache, already in
-place before the hub starts, holds an expired TGT, so every ticket is due.
+place before the hub starts, holds an expired TGT (a copy of one), so every
+ticket is due.
 The users appear when the benchmark says so (a file it creates), and the
 hub's own renewal loop (``KerberosTickets.renew_interval = 2``) then renews
 all N tickets in one sweep, exactly as it would after a hub restart with N
