@@ -477,3 +477,30 @@ async def test_password_tickets_are_fetched_from_auth_state_and_renewed_when_due
     with pytest.raises(TicketError) as info:
         await authenticator.fetch_ticket(FakeUser(name, {}))
     assert info.value.cause == "expired"
+
+
+def test_the_wheel_enables_the_extension_and_installs_kerbauth_fetch(tmp_path):
+    """What a user image gets from ``pip install kerbauth``."""
+    import json
+    import zipfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), root],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("kerbauth-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        (config,) = [n for n in names if n.endswith("/jupyter_server_config.d/kerbauth.json")]
+        assert ".data/data/etc/jupyter/" in config
+        enabled = json.loads(z.read(config))["ServerApp"]["jpserver_extensions"]
+        assert enabled == {"kerbauth.server_extension": True}
+        entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "kerbauth-fetch = kerbauth.ticket_fetch:main" in entry_points
+    from kerbauth import server_extension
+
+    assert server_extension._jupyter_server_extension_points() == [
+        {"module": "kerbauth.server_extension"}
+    ]
