@@ -341,6 +341,8 @@ class KerberosTickets(LoggingConfigurable):
             max_backoff=self.renew_max_backoff,
             log=self.log,
             on_result=self._renewal_result,
+            # One ticket thread stays free for spawns and logins during a sweep.
+            lanes=self.ticket_concurrency - 1,
         )
         self._start_renewal()
 

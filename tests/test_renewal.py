@@ -1,6 +1,8 @@
 """Renewal sweeps against a real KDC: what is due, backoff, one log line per failure streak."""
 
+import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -160,3 +162,41 @@ async def test_a_stopped_server_is_forgotten(tmp_path, executor):
     targets.clear()
     assert await r.sweep() == 0
     assert r._streaks == {}
+
+
+async def test_a_sweep_keeps_to_its_lanes_and_leaves_the_pool_room(tmp_path, executor):
+    """12 due tickets, 2 lanes, a pool of 4: never more than 2 renewals at once,
+    and a spawn's request submitted mid-sweep runs at once instead of queueing."""
+    running, peak, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+
+    def slow_renew():
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(5)
+        with lock:
+            running[0] -= 1
+
+    targets = [
+        RenewalTarget(key=f"u{n}", cache=str(tmp_path / f"missing{n}"), renew=slow_renew)
+        for n in range(12)
+    ]
+    r = Renewer(
+        targets=lambda: targets,
+        executor=executor,
+        margin=600,
+        interval=60,
+        max_backoff=60,
+        log=logging.getLogger("test-renewal"),
+        lanes=2,
+    )
+    loop = asyncio.get_running_loop()
+    sweep = asyncio.ensure_future(r.sweep())
+    while peak[0] < 2:
+        await asyncio.sleep(0.01)
+    spawn = loop.run_in_executor(executor, lambda: "ticket for a spawn")
+    assert await asyncio.wait_for(spawn, 2) == "ticket for a spawn"
+    release.set()
+    assert await asyncio.wait_for(sweep, 10) == 12
+    assert peak[0] == 2
