@@ -25,6 +25,7 @@ its caller: the server goes on without a ticket until one comes.
 import json
 import logging
 import os
+import ssl
 import tempfile
 import threading
 import time
@@ -65,6 +66,28 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
+def ssl_context_from_environ(environ):
+    """The TLS context for JupyterHub's ``internal_ssl``, or None when it is off.
+
+    JupyterHub gives each server its certificate, key and the internal CA as
+    ``JUPYTERHUB_SSL_CERTFILE``, ``JUPYTERHUB_SSL_KEYFILE`` and
+    ``JUPYTERHUB_SSL_CLIENT_CA``; the hub is verified against that CA and the
+    server presents its certificate.
+    """
+    ca = environ.get("JUPYTERHUB_SSL_CLIENT_CA")
+    if not ca:
+        return None
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+        if environ.get("JUPYTERHUB_SSL_CERTFILE"):
+            context.load_cert_chain(
+                environ["JUPYTERHUB_SSL_CERTFILE"], environ.get("JUPYTERHUB_SSL_KEYFILE") or None
+            )
+    except (OSError, ssl.SSLError) as e:
+        raise FetchError(f"cannot load JupyterHub's internal TLS files: {e}") from None
+    return context
+
+
 def ccache_target(ccname):
     """The file path named by ``KRB5CCNAME`` (``FILE:/path`` or ``/path``).
 
@@ -94,7 +117,7 @@ def _error_message(error):
         return ""
 
 
-def fetch_ticket(url, token, timeout=30.0):
+def fetch_ticket(url, token, timeout=30.0, ssl_context=None):
     """``(bytes, TicketTimes)`` of the ticket the hub at ``url`` gives ``token``'s owner.
 
     Raises :class:`FetchError` naming the cause (refused, unreachable, not a
@@ -109,7 +132,12 @@ def fetch_ticket(url, token, timeout=30.0):
         headers={"Authorization": f"token {token}", "Accept": "application/octet-stream"},
     )
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        opener = _OPENER
+        if ssl_context is not None:
+            opener = urllib.request.build_opener(
+                _NoRedirects, urllib.request.HTTPSHandler(context=ssl_context)
+            )
+        with opener.open(request, timeout=timeout) as response:
             data = response.read(MAX_CACHE_BYTES + 1)
     except urllib.error.HTTPError as e:
         message = _error_message(e)
@@ -182,8 +210,20 @@ def next_fetch_delay(times, now, margin):
 class TicketKeeper:
     """Fetches the ticket into ``path`` now and again before it ends, on a daemon thread."""
 
-    def __init__(self, *, url, token, path, margin=1800.0, max_backoff=60.0, timeout=30.0, log):
+    def __init__(
+        self,
+        *,
+        url,
+        token,
+        path,
+        margin=1800.0,
+        max_backoff=60.0,
+        timeout=30.0,
+        ssl_context=None,
+        log,
+    ):
         self.url = url
+        self.ssl_context = ssl_context
         self.token = token
         self.path = path
         self.margin = margin
@@ -197,7 +237,7 @@ class TicketKeeper:
 
     def fetch_once(self):
         """Fetch and write the ticket; its TicketTimes. Raises :class:`FetchError`."""
-        data, times = fetch_ticket(self.url, self.token, self.timeout)
+        data, times = fetch_ticket(self.url, self.token, self.timeout, self.ssl_context)
         if times.end <= time.time():
             raise FetchError(
                 f"the hub's ticket for {times.principal} has already ended (log in again?)"
@@ -272,6 +312,7 @@ def keeper_from_environ(environ, log, **kwargs):
         token=environ.get("JUPYTERHUB_API_TOKEN", ""),
         path=path,
         margin=margin,
+        ssl_context=ssl_context_from_environ(environ),
         log=log,
         **kwargs,
     )

@@ -204,6 +204,36 @@ def test_the_server_fetches_its_users_ticket_it_cannot_otherwise_reach(
     hub.stop_server(user.name)
 
 
+def test_with_internal_ssl_the_server_verifies_the_hub_and_shows_its_certificate(
+    fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches, monkeypatch
+):
+    # With internal_ssl the proxy's API speaks https too.
+    infrastructure = support.hub._infrastructure
+    monkeypatch.setattr(
+        support.hub,
+        "_infrastructure",
+        lambda *a: infrastructure(*a).replace(
+            'ConfigurableHTTPProxy.api_url = "http://', 'ConfigurableHTTPProxy.api_url = "https://'
+        ),
+    )
+    hub = fetch_hub("c.JupyterHub.internal_ssl = True\n")
+    user, principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    hub.start_server(user.name)
+    env = server_environment(hub, user.name)
+    assert env["KERBAUTH_TICKET_URL"].startswith("https://")
+    assert env["JUPYTERHUB_SSL_CLIENT_CA"]
+    wait_for_ticket(f"/tmp/krb5cc_kerbauth_{user.name}", principal)
+    # Without the server's client certificate, the hub's API does not answer at all.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(
+            env["KERBAUTH_TICKET_URL"],
+            headers={"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"},
+            verify=env["JUPYTERHUB_SSL_CLIENT_CA"],
+            timeout=30,
+        )
+    hub.stop_server(user.name)
+
+
 def test_refusals_and_each_token_only_ever_gets_its_owners_ticket(
     fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches
 ):
