@@ -35,6 +35,8 @@ class Hub:
     workdir: str
     token: str
     log_path: str
+    config_path: str = ""
+    env: dict = None
 
     @property
     def url(self):
@@ -101,6 +103,17 @@ class Hub:
             time.sleep(0.2)
         raise AssertionError(f"the server of {name} never became ready:\n{self.log_text()[-6000:]}")
 
+    def restart(self, deadline=60):
+        """Stop the hub process (SIGTERM) and start it again on the same config and database.
+
+        With ``c.JupyterHub.cleanup_servers = False`` in the config, the
+        users' servers keep running meanwhile, as in a hub upgrade.
+        """
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        self.process = _launch(self.config_path, self.workdir, self.env, self.log_path)
+        _wait_ready(self, deadline)
+
     def stop_server(self, name, deadline=60):
         response = self.api("DELETE", f"/users/{name}/server")
         assert response.status_code in (202, 204), (response.status_code, response.text)
@@ -160,6 +173,39 @@ def _stop(process, workdir):
         pass
 
 
+def _launch(path, workdir, env, log_path):
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [os.path.join(BIN, "jupyterhub"), "-f", path],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_ready(hub, deadline):
+    """Poll ``/hub/health`` through the proxy until it answers 200; stop the hub on failure."""
+    end = time.monotonic() + deadline
+    try:
+        while True:
+            if hub.process.poll() is not None:
+                raise AssertionError(
+                    f"the hub exited with {hub.process.returncode}:\n{hub.log_text()[-6000:]}"
+                )
+            with contextlib.suppress(requests.RequestException):
+                if hub.health(timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > end:
+                raise AssertionError(f"the hub never answered:\n{hub.log_text()[-6000:]}")
+            time.sleep(0.1)
+    except BaseException:
+        _stop(hub.process, hub.workdir)
+        raise
+
+
 def start_hub(config, workdir, env=None, deadline=60):
     """A started :class:`Hub` for ``config`` (text), working in ``workdir``."""
     port = _free_port()
@@ -175,33 +221,10 @@ def start_hub(config, workdir, env=None, deadline=60):
     hub_env["PATH"] = f"{BIN}:{hub_env.get('PATH', '/usr/bin:/bin')}"
     hub_env.update(env or {})
     log_path = os.path.join(workdir, "jupyterhub.log")
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [os.path.join(BIN, "jupyterhub"), "-f", path],
-            cwd=workdir,
-            env=hub_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    hub = Hub(process, port, workdir, token, log_path)
-    end = time.monotonic() + deadline
-    try:
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"the hub exited with {process.returncode}:\n{hub.log_text()[-6000:]}"
-                )
-            with contextlib.suppress(requests.RequestException):
-                if hub.health(timeout=2).status_code == 200:
-                    return hub
-            if time.monotonic() > end:
-                raise AssertionError(f"the hub never answered:\n{hub.log_text()[-6000:]}")
-            time.sleep(0.1)
-    except BaseException:
-        _stop(process, workdir)
-        raise
+    process = _launch(path, workdir, hub_env, log_path)
+    hub = Hub(process, port, workdir, token, log_path, path, hub_env)
+    _wait_ready(hub, deadline)
+    return hub
 
 
 @pytest.fixture
