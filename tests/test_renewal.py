@@ -51,7 +51,7 @@ def make_target(k5, tmp_path, name, backend):
     return RenewalTarget(key=name, cache=cache, renew=renew)
 
 
-def renewer(targets, executor, clock, margin=600, log=None):
+def renewer(targets, executor, clock, margin=600, log=None, lanes=1):
     return Renewer(
         targets=lambda: targets,
         executor=executor,
@@ -60,6 +60,7 @@ def renewer(targets, executor, clock, margin=600, log=None):
         max_backoff=60,
         log=log or logging.getLogger("test-renewal"),
         clock=clock,
+        lanes=lanes,
     )
 
 
@@ -182,15 +183,7 @@ async def test_a_sweep_keeps_to_its_lanes_and_leaves_the_pool_room(tmp_path, exe
         RenewalTarget(key=f"u{n}", cache=str(tmp_path / f"missing{n}"), renew=slow_renew)
         for n in range(12)
     ]
-    r = Renewer(
-        targets=lambda: targets,
-        executor=executor,
-        margin=600,
-        interval=60,
-        max_backoff=60,
-        log=logging.getLogger("test-renewal"),
-        lanes=2,
-    )
+    r = renewer(targets, executor, Clock(0), lanes=2)
     loop = asyncio.get_running_loop()
     sweep = asyncio.ensure_future(r.sweep())
     while peak[0] < 2:
