@@ -770,17 +770,7 @@ class KerberosTickets(LoggingConfigurable):
                 raise TicketError("config", str(e)) from None
             data = await self.fetch_ticket(user)
         except TicketError as e:
-            if self.required:
-                self.log.error(
-                    "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
-                )
-                raise spawn_refusal(e) from e
-            self.log.warning(
-                "kerbauth: starting %s's server without a Kerberos ticket"
-                " (KerberosTickets.required is False): %s",
-                log_safe(user.name),
-                e,
-            )
+            self._no_ticket_at_spawn(user, e)
             return
         environment = dict(spawner.environment)
         environment.update(self._fetch_environment(user, spawner))
@@ -794,6 +784,20 @@ class KerberosTickets(LoggingConfigurable):
 
     # --- JupyterHub's spawn hooks ------------------------------------------------
 
+    def _no_ticket_at_spawn(self, user, error):
+        """``required``: refuse the spawn (the user sees why); otherwise log and go on."""
+        if self.required:
+            self.log.error(
+                "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), error
+            )
+            raise spawn_refusal(error) from error
+        self.log.warning(
+            "kerbauth: starting %s's server without a Kerberos ticket"
+            " (KerberosTickets.required is False): %s",
+            log_safe(user.name),
+            error,
+        )
+
     async def pre_spawn_start(self, user, spawner):
         """Give the server a ticket: write the cache, set ``KRB5CCNAME``."""
         await maybe_future(super().pre_spawn_start(user, spawner))
@@ -804,17 +808,7 @@ class KerberosTickets(LoggingConfigurable):
         try:
             principal, cache = await self.obtain_ticket(user)
         except TicketError as e:
-            if self.required:
-                self.log.error(
-                    "kerbauth: no ticket for %s, spawn refused: %s", log_safe(user.name), e
-                )
-                raise spawn_refusal(e) from e
-            self.log.warning(
-                "kerbauth: starting %s's server without a Kerberos ticket"
-                " (KerberosTickets.required is False): %s",
-                log_safe(user.name),
-                e,
-            )
+            self._no_ticket_at_spawn(user, e)
             return
         environment = dict(spawner.environment)
         environment["KRB5CCNAME"] = f"FILE:{cache}"
