@@ -381,7 +381,13 @@ def _describe(error):
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
+def _fetching(site):
+    return getattr(site.authenticator, "delivery", "file") == "fetch"
+
+
 def check_ccache_dir(site):
+    if _fetching(site):
+        raise Skip('KerberosTickets.delivery = "fetch": servers write their own caches')
     path = site.authenticator.ccache_dir
     hint = f"mkdir -p {path} && chown root: {path} && chmod 711 {path}"
     try:
@@ -423,6 +429,9 @@ def _user_paths(site):
         keytab = tickets.keytab_path(a.keytab_template, site.username)
     except InvalidUsername as e:
         raise Skip(str(e)) from None
+    if _fetching(site):
+        # The hub reads the keytab as itself and hands the ticket over the API.
+        return principal, keytab, os.geteuid(), os.getegid()
     try:
         uid, gid = a.ticket_owner(types.SimpleNamespace(name=site.username))
     except TicketError as e:
@@ -433,6 +442,8 @@ def _user_paths(site):
 def check_account(site):
     if site.username is None:
         raise Skip("give --user NAME to check a user's account, keytab and ticket")
+    if _fetching(site):
+        raise Skip('KerberosTickets.delivery = "fetch": servers need no account on the hub')
     try:
         entry = pwd.getpwnam(site.username)
     except KeyError:

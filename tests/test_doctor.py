@@ -125,6 +125,27 @@ def test_a_healthy_kerberos_site_passes_every_check(realm, site_dir, local_user,
     assert os.listdir(os.path.join(site_dir, "cc")) == []
 
 
+def test_fetch_delivery_checks_the_ticket_without_cache_dir_or_account(realm, site_dir):
+    """delivery = "fetch" (containers): users have no account on the hub, which writes no
+    cache files; the keytab (the hub's own, root here) and a real ticket are still checked."""
+    user = f"kbdoc-pod-{secrets.token_hex(3)}"  # no local account
+    config, _ = kerberos_site(realm, site_dir, user, delivery="fetch")
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", user)
+    assert code == 0, output
+    assert statuses(lines) == {
+        "config": "ok",
+        "startup": "ok",
+        "krb5.conf": "ok",
+        "kdc": "ok",
+        "ccache_dir": "skip",
+        "account": "skip",
+        "keytab": "ok",
+        "ticket": "ok",
+    }, output
+    assert 'delivery = "fetch"' in lines["account"][1]
+    assert f"got a ticket for {user}@{realm.realm}" in lines["ticket"][1]
+
+
 def test_without_user_the_user_checks_are_skipped_not_failed(realm, site_dir, local_user):
     config, _ = kerberos_site(realm, site_dir, local_user)
     code, lines, output = run_doctor(config, krb5_env(realm))
