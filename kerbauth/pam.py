@@ -48,6 +48,8 @@ class KerberosPAMAuthenticator(KerberosTickets, PAMAuthenticator):
         which PAM service was slow. PAM cannot be interrupted: the call goes
         on in its thread, and ``PAMAuthenticator.executor_threads`` bounds
         how many such calls run at once. Default: 30.
+
+        .. versionadded:: 0.1
         """,
     )
 

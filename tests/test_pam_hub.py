@@ -135,6 +135,47 @@ def test_admin_by_admin_groups(edge_hub, make_user):
     assert hub.api("GET", f"/users/{user.name}").json()["admin"] is False
 
 
+# A PAM stack that hangs (pam_exec running sleep, as a stuck sssd or KDC would).
+HANGING_SERVICE = """\
+auth     requisite pam_exec.so quiet /usr/bin/sleep 20
+auth     required  pam_unix.so nodelay
+account  required  pam_unix.so
+"""
+
+
+def test_a_hanging_pam_stack_costs_the_user_pam_timeout_and_the_hub_nothing(
+    edge_hub, make_user, pam_service
+):
+    user = make_user(groups=("hub-users",))
+    hub = edge_hub(
+        "c.KerberosPAMAuthenticator.pam_timeout = 2\n", service=pam_service(HANGING_SERVICE)
+    )
+    answers = []
+    done = threading.Event()
+
+    def poll_health():
+        while not done.is_set():
+            started = time.monotonic()
+            answers.append((hub.health().status_code, time.monotonic() - started))
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll_health)
+    poller.start()
+    started = time.monotonic()
+    try:
+        response = hub.login(user.name, user.password)
+    finally:
+        seconds = time.monotonic() - started
+        done.set()
+        poller.join()
+    assert response.status_code == 503
+    assert "did not answer in time" in html.unescape(response.text)
+    assert 1.9 < seconds < 5
+    assert len(answers) >= 10 and all(status == 200 for status, _ in answers)
+    assert max(t for _, t in answers) < 0.5
+    assert "pam_timeout" in hub.log_text()
+
+
 # --- pam_krb5 in the stack: no ticket may land in the hub's own cache -----------------------
 
 # pam_krb5 checks the password against the test realm (the account's Unix
