@@ -438,6 +438,16 @@ class KerberosTickets(LoggingConfigurable):
 
         return self._timed(purpose, work)
 
+    async def _login_ticket(self, user):
+        """``(auth_state, ticket blob)`` of ``user`` (password_tickets); TicketError without one."""
+        auth_state = await user.get_auth_state() or {}
+        blob = auth_state.get(AUTH_STATE_KEY)
+        if not blob:
+            raise TicketError(
+                "expired", "no ticket from the login in auth_state; the user must log in again"
+            )
+        return auth_state, blob
+
     async def obtain_ticket(self, user):
         """Get ``user`` a fresh ticket in their cache; return ``(principal, cache path)``.
 
@@ -445,12 +455,7 @@ class KerberosTickets(LoggingConfigurable):
         """
         loop = asyncio.get_running_loop()
         if self.password_tickets:
-            auth_state = await user.get_auth_state() or {}
-            blob = auth_state.get(AUTH_STATE_KEY)
-            if not blob:
-                raise TicketError(
-                    "expired", "no ticket from the login in auth_state; the user must log in again"
-                )
+            _, blob = await self._login_ticket(user)
             return await loop.run_in_executor(
                 self._ticket_executor, self._password_cache_sync, user, blob
             )
@@ -701,12 +706,7 @@ class KerberosTickets(LoggingConfigurable):
         """
         loop = asyncio.get_running_loop()
         if self.password_tickets:
-            auth_state = await user.get_auth_state() or {}
-            blob = auth_state.get(AUTH_STATE_KEY)
-            if not blob:
-                raise TicketError(
-                    "expired", "no ticket from the login in auth_state; the user must log in again"
-                )
+            auth_state, blob = await self._login_ticket(user)
             data, renewed = await loop.run_in_executor(
                 self._ticket_executor, self._fetch_password_ticket_sync, user.name, blob
             )

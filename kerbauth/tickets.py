@@ -123,14 +123,10 @@ def renew_ccache(backend, *, ccache, principal, uid, gid, timeout):
     from a private copy.
     """
     data = read_ccache_bytes(ccache)
-    found = parse_ccache(data, ccache).principal
-    if found != principal:
-        raise TicketError("other", f"cache {ccache} holds {found}, not {principal}; not renewed")
-    with tempfile.TemporaryDirectory(prefix="kerbauth-renew-") as private:
-        source = os.path.join(private, "source")
-        with open(source, "xb") as f:
-            f.write(data)
-        write_ccache(ccache, lambda tmp: backend.renew_ticket(source, tmp, timeout), uid, gid)
+    renewed = renew_ticket_bytes(
+        backend, data=data, principal=principal, timeout=timeout, name=f"cache {ccache}"
+    )
+    store_ccache(ccache, renewed, uid=uid, gid=gid)
 
 
 def keytab_ticket(backend, *, principal, keytab, ccache, uid, gid, timeout):
@@ -188,11 +184,15 @@ def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout):
         os.close(fd)
 
 
-def renew_ticket_bytes(backend, *, data, principal, timeout):
-    """Renew the TGT of ``principal`` in the cache bytes ``data``; the new cache's bytes."""
-    found = parse_ccache(data, "the ticket to renew").principal
+def renew_ticket_bytes(backend, *, data, principal, timeout, name="the ticket"):
+    """Renew the TGT of ``principal`` in the cache bytes ``data``; the new cache's bytes.
+
+    The bytes are checked to hold ``principal``'s TGT and renewed from a
+    private copy (the user may own, and change, the cache they came from).
+    """
+    found = parse_ccache(data, name).principal
     if found != principal:
-        raise TicketError("other", f"the ticket holds {found}, not {principal}; not renewed")
+        raise TicketError("other", f"{name} holds {found}, not {principal}; not renewed")
     with tempfile.TemporaryDirectory(prefix="kerbauth-renew-") as private:
         source = os.path.join(private, "source")
         with open(source, "xb") as f:

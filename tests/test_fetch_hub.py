@@ -291,14 +291,19 @@ def test_kerbauth_fetch_command_writes_the_ticket_as_the_user(
     target = os.path.join(user.home, "krb5cc_cli")
     keys = ("KERBAUTH_TICKET_URL", "KERBAUTH_RENEW_MARGIN", "JUPYTERHUB_API_TOKEN")
     fetch = os.path.join(support.hub.BIN, "kerbauth-fetch")
-    result = subprocess.run(
-        ["runuser", "-u", user.name, "--", fetch],
-        env={"PATH": os.environ["PATH"], "KRB5CCNAME": f"FILE:{target}"}
-        | {k: env[k] for k in keys},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def run_fetch():
+        """kerbauth-fetch as the user, with the server's environment."""
+        return subprocess.run(
+            ["runuser", "-u", user.name, "--", fetch],
+            env={"PATH": os.environ["PATH"], "KRB5CCNAME": f"FILE:{target}"}
+            | {k: env[k] for k in keys},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    result = run_fetch()
     assert result.returncode == 0, result.stderr
     assert read_ccache(target).principal == principal
     assert os.lstat(target).st_uid == user.uid
@@ -307,14 +312,7 @@ def test_kerbauth_fetch_command_writes_the_ticket_as_the_user(
     # With a revoked token it says why and fails, leaving the old ticket in place.
     hub.stop_server(user.name)
     before = read_ccache_bytes(target)
-    result = subprocess.run(
-        ["runuser", "-u", user.name, "--", fetch],
-        env={"PATH": os.environ["PATH"], "KRB5CCNAME": f"FILE:{target}"}
-        | {k: env[k] for k in keys},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_fetch()
     assert result.returncode == 1
     assert "403" in result.stderr
     assert read_ccache_bytes(target) == before
