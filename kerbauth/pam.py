@@ -127,8 +127,10 @@ class KerberosPAMAuthenticator(KerberosTickets, PAMAuthenticator):
         return username
 
     def normalize_username(self, username):
-        # pam_normalize_username looks the name up; a name with no account
-        # is left to fail the login instead of raising KeyError at the user.
+        # pam_normalize_username looks the name up in NSS and raises KeyError
+        # for one with no account (yet), which stops the hub at startup when
+        # allowed_users or admin_users names it. Keep such a name as written:
+        # PAM refuses its logins until the account exists.
         try:
             return super().normalize_username(username)
         except KeyError:

@@ -135,6 +135,25 @@ def test_admin_by_admin_groups(edge_hub, make_user):
     assert hub.api("GET", f"/users/{user.name}").json()["admin"] is False
 
 
+def test_pam_normalize_username_keeps_a_name_without_an_account_instead_of_failing(
+    edge_hub, make_user
+):
+    """With pam_normalize_username, JupyterHub looks every configured name up in the
+    user database and raises KeyError for one with no account (yet), which would stop
+    the hub at startup when allowed_users names one. kerbauth logs the name and keeps
+    it as written, so the hub starts and the others log in."""
+    user = make_user(groups=("hub-users",))
+    ghost = f"{user.name}x"  # a valid name with no account
+    hub = edge_hub(
+        "c.KerberosPAMAuthenticator.pam_normalize_username = True\n"
+        f"c.KerberosPAMAuthenticator.allowed_users = {{{ghost!r}}}\n"
+    )
+    assert f"no local account {ghost}" in hub.log_text()
+    assert hub.login(user.name, user.password).status_code == 302
+    assert hub.login(ghost, user.password).status_code == 403  # PAM knows no such user
+    assert hub.health().status_code == 200
+
+
 # A PAM stack that hangs (pam_exec running sleep, as a stuck sssd or KDC would).
 HANGING_SERVICE = """\
 auth     requisite pam_exec.so quiet /usr/bin/sleep 20
