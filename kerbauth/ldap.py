@@ -7,6 +7,7 @@ event loop never waits for the directory.
 
 import asyncio
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from jupyterhub.auth import Authenticator
@@ -26,6 +27,11 @@ DEFAULT_GROUP_FILTER = (
     "(&(objectClass=groupOfUniqueNames)(uniqueMember={user_dn}))"
     "(&(objectClass=posixGroup)(memberUid={username})))"
 )
+
+# How long past login_timeout the event loop waits for the login's thread
+# before answering 503 itself: the thread keeps to the deadline on its own;
+# this only covers what it cannot bound (a hung DNS lookup).
+BACKSTOP_GRACE = 2.0
 
 UNAVAILABLE_MESSAGE = (
     "The directory server could not be reached, so your login could not be checked."
@@ -53,6 +59,8 @@ _DIRECTORY_OPTIONS = (
     "tls_ca_file",
     "connect_timeout",
     "receive_timeout",
+    "login_timeout",
+    "max_response_bytes",
     "bind_dn_template",
     "lookup_dn",
     "user_search_base",
@@ -161,6 +169,41 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         answers costs this long once per login. Default: 5.
 
         .. versionadded:: 0.1
+        """,
+    )
+
+    login_timeout = Float(
+        30,
+        config=True,
+        help="""
+        Seconds one login may take in all, over every server of
+        ``server_address``: past it, the login is refused with the "could not
+        be reached" message (HTTP 503) and its thread is free again. Each
+        server gets the time left divided by the servers not yet tried, so a
+        server that trickles its answers (one byte at a time keeps each
+        ``receive_timeout`` from expiring) cannot keep the next one from being
+        asked. Must be more than ``connect_timeout + receive_timeout``.
+        Default: 30, enough for two silent servers with the default timeouts
+        (2 x (5 + 5) s) and a slow search, and well below the 60 s after which
+        proxies commonly give up on a request. Example: ``15``.
+
+        .. versionadded:: 0.2
+        """,
+    )
+
+    max_response_bytes = Integer(
+        4 * 1024 * 1024,
+        config=True,
+        help="""
+        Bytes one login may read from one server (all its answers together:
+        the bind, the user's entry, the group search). A server that sends
+        more, or announces an answer that would be more, counts as failed and
+        the next one is asked. This keeps a hostile or broken server from
+        growing the hub's memory. Default: 4194304 (4 MiB): a group search
+        answer is about 100-200 bytes a group, so thousands of groups fit many
+        times over. Example: ``16777216``.
+
+        .. versionadded:: 0.2
         """,
     )
 
@@ -429,6 +472,23 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
             )
         return proposal.value
 
+    @validate("login_timeout")
+    def _check_login_timeout(self, proposal):
+        if not proposal.value > 0:
+            raise ValueError(
+                "KerberosLDAPAuthenticator.login_timeout must be a positive number of seconds"
+            )
+        return proposal.value
+
+    @validate("max_response_bytes")
+    def _check_max_response_bytes(self, proposal):
+        if proposal.value < 65536:
+            raise ValueError(
+                "KerberosLDAPAuthenticator.max_response_bytes must be at least 65536"
+                " (a bind answer with a referral or a single entry can take kilobytes)"
+            )
+        return proposal.value
+
     @validate("server_port")
     def _check_port(self, proposal):
         if not 0 <= proposal.value < 65536:
@@ -504,6 +564,14 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
                 " Authenticator.enable_auth_state is False: the attributes are not kept",
                 name,
             )
+        if not self.login_timeout > self.connect_timeout + self.receive_timeout:
+            raise ValueError(
+                f"{name}.login_timeout ({self.login_timeout:g} s) must be more than"
+                f" {name}.connect_timeout + {name}.receive_timeout"
+                f" ({self.connect_timeout + self.receive_timeout:g} s): one server must"
+                " have the time to accept the connection and answer"
+            )
+        self._check_username_map()
         if self.tls_ca_file:
             if self.tls_strategy == "insecure":
                 raise ValueError(f'{name}.tls_ca_file is set but {name}.tls_strategy is "insecure"')
@@ -524,6 +592,40 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
         except ValueError as e:
             raise ValueError(f"{name}.group_search_filter: {e}") from None
 
+    def _check_username_map(self):
+        """Refuse a ``username_map`` that does not map each name once, to a final name.
+
+        JupyterHub applies the map again to the name a login returns; so
+        each value must map to itself (a chain ``a -> b -> c`` would make the
+        result depend on how often it is applied), and keys must be
+        normalised names (a key with capitals never matches).
+        """
+        option = "Authenticator.username_map"
+        for key, value in self.username_map.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ValueError(f"{option}: {key!r}: {value!r} is not a name mapped to a name")
+            if self._directory_name(key) != key:
+                raise ValueError(
+                    f"{option} key {key!r} never matches: names are lowercased and"
+                    f" stripped of a listed domain before the map is applied"
+                    f" (write {self._directory_name(key)!r})"
+                )
+            target = self.username_map.get(value, value)
+            if target != value:
+                raise ValueError(
+                    f"{option} maps {key!r} to {value!r}, which it maps to {target!r}:"
+                    f" a chain is not followed; map {key!r} to the final name directly"
+                )
+            if self._directory_name(value) != value:
+                raise ValueError(
+                    f"{option} maps {key!r} to {value!r}, which is not a normalised name"
+                    f" (JupyterHub would make it {self.normalize_username(value)!r})"
+                )
+            try:
+                check_username(value)
+            except InvalidUsername as e:
+                raise ValueError(f"{option} maps {key!r} to an unusable name: {e}") from None
+
     def _ldap_settings(self):
         """``(Directory, UserQuery)`` built from the current options."""
         if self._settings is None:
@@ -541,6 +643,8 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
                 ),
                 connect_timeout=self.connect_timeout,
                 receive_timeout=self.receive_timeout,
+                login_timeout=self.login_timeout,
+                max_response_bytes=self.max_response_bytes,
             )
             attributes = list(self.auth_state_attributes)
             if self.owner_from_ldap:
@@ -562,10 +666,19 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
 
     # --- usernames ---------------------------------------------------------------------
 
-    def normalize_username(self, username):
-        """Strip spaces and a listed domain (``alice@corp.example``, ``CORP\\alice``), then
-        lowercase and apply ``username_map`` as JupyterHub does."""
-        name = username.strip()
+    def _directory_name(self, typed):
+        """The name the directory is asked about: ``typed`` with spaces and a listed
+        domain (``alice@corp.example``, ``CORP\\alice``) removed, lowercased.
+
+        Lowercased because the hub's names are (JupyterHub lowercases them),
+        and the entry must be a function of the hub's name: ``uid`` (core
+        schema), ``sAMAccountName`` and ``cn`` compare without case, so
+        ``uid=Bob,...`` and ``uid=bob,...`` are one entry and the bind reaches
+        the account the user typed. Where the naming attribute does compare
+        case (a custom caseExactMatch schema), an entry spelt ``Bob`` cannot
+        log in at all, rather than being taken for ``bob``.
+        """
+        name = typed.strip()
         domains = {d.lower() for d in self.login_domains}
         if "\\" in name:
             domain, _, rest = name.partition("\\")
@@ -575,29 +688,60 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
             rest, _, domain = name.rpartition("@")
             if domain.lower() in domains:
                 name = rest
-        return super().normalize_username(name)
+        return name.lower()
+
+    def normalize_username(self, username):
+        """The hub's name for ``username``: the directory's name (spaces and a listed
+        domain removed, lowercased), then ``username_map``, applied once.
+
+        The configuration check makes this a fixed point:
+        ``normalize_username(normalize_username(x)) == normalize_username(x)``,
+        so JupyterHub normalising the name a login returns changes nothing.
+        """
+        name = self._directory_name(username)
+        return self.username_map.get(name, name)
 
     # --- login -------------------------------------------------------------------------
 
     async def authenticate(self, handler, data):
         """Check the username and password against the directory, off the event loop.
 
-        The name is normalised and validated before anything is sent; an
-        empty or blank password is refused without a bind.
+        The directory is asked about the name the user typed (spaces and a
+        listed domain removed, lowercased); the hub's name is derived from
+        it once (``username_map``) and must be a fixed point of
+        :meth:`normalize_username`. Both are validated before anything is
+        sent; an empty or blank password is refused without a bind. The
+        whole check has ``login_timeout`` (the thread keeps to it; the event
+        loop gives up a little after it in any case).
         """
         data = data or {}
         typed = data.get("username") or ""
         password = data.get("password") or ""
-        username = self.normalize_username(typed)
+        username = self._directory_name(typed)
         try:
             check_username(username)
         except InvalidUsername as e:
             self.log.warning("kerbauth: LDAP login refused: %s", e)
             return None
-        if not self.validate_username(username):
+        hub_name = self.username_map.get(username, username)
+        if self.normalize_username(hub_name) != hub_name:
+            self.log.error(
+                "kerbauth: LDAP login of %s refused: Authenticator.username_map maps it to %s,"
+                " which it maps again to %s; map each name to its final name",
+                log_safe(username),
+                log_safe(hub_name),
+                log_safe(self.normalize_username(hub_name)),
+            )
+            return None
+        try:
+            check_username(hub_name)
+        except InvalidUsername as e:
+            self.log.error("kerbauth: LDAP login refused: username_map gives %s", e)
+            return None
+        if not self.validate_username(hub_name):
             self.log.warning(
                 "kerbauth: LDAP login refused: %s does not match username_pattern",
-                log_safe(username),
+                log_safe(hub_name),
             )
             return None
         if not password.strip():
@@ -605,34 +749,18 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
                 "kerbauth: LDAP login of %s refused: empty password", log_safe(username)
             )
             return None
-        directory, query = self._ldap_settings()
-        loop = asyncio.get_running_loop()
-        try:
-            result = await loop.run_in_executor(
-                self._ldap_executor,
-                ldap_directory.check_login,
-                directory,
-                query,
-                username,
-                password,
-                self.log,
-            )
-        except DirectoryUnavailable as e:
-            self.log.error("kerbauth: LDAP login of %s not checked: %s", log_safe(username), e)
-            raise web.HTTPError(503, UNAVAILABLE_MESSAGE) from None
-        except DirectoryError as e:
-            self.log.error("kerbauth: LDAP login of %s failed: %s", log_safe(username), e)
-            return None
+        result = await self._check_password(username, password)
         if result is None:
             self.log.warning(
                 "kerbauth: the LDAP directory refused the login of %s", log_safe(username)
             )
             return None
         self.log.info(
-            "kerbauth: %s logged in as %s (LDAP server %s)",
+            "kerbauth: %s logged in as %s (LDAP server %s)%s",
             log_safe(username),
             result.dn,
             result.server,
+            "" if hub_name == username else f", hub user {hub_name} (username_map)",
         )
         auth_state = {
             "ldap_dn": result.dn,
@@ -640,15 +768,53 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
                 name: result.attributes.get(name, []) for name in self.auth_state_attributes
             },
         }
-        model = {"name": username, "auth_state": auth_state}
+        model = {"name": hub_name, "auth_state": auth_state}
         if result.groups is not None:
             auth_state["ldap_groups"] = sorted({name for _, name in result.groups})
             auth_state["ldap_group_dns"] = [dn for dn, _ in result.groups]
             if self.manage_groups:
                 model["groups"] = auth_state["ldap_groups"]
         if self.owner_from_ldap:
-            self._remember_owner(username, result.attributes)
+            if hub_name == username:
+                self._remember_owner(hub_name, result.attributes)
+            else:
+                # The cache belongs to the hub user: read the owner from their
+                # entry (as after a restart), not from the one that logged in.
+                self._owners.pop(hub_name, None)
         return model
+
+    async def _check_password(self, username, password):
+        """:func:`ldap_directory.check_login` on the pool, within ``login_timeout``.
+
+        LoginResult or None; raises the 503 HTTPError when the directory could
+        not answer in time.
+        """
+        directory, query = self._ldap_settings()
+        deadline = time.monotonic() + self.login_timeout
+        future = self._ldap_executor.submit(
+            ldap_directory.check_login, directory, query, username, password, self.log, deadline
+        )
+        try:
+            return await asyncio.wait_for(
+                asyncio.wrap_future(future), self.login_timeout + BACKSTOP_GRACE
+            )
+        except TimeoutError:
+            future.cancel()
+            self.log.error(
+                "kerbauth: LDAP login of %s not checked: no result within login_timeout"
+                " (%g s) and %g s more; its thread is stuck outside the LDAP conversation"
+                " (a DNS lookup?)",
+                log_safe(username),
+                self.login_timeout,
+                BACKSTOP_GRACE,
+            )
+            raise web.HTTPError(503, UNAVAILABLE_MESSAGE) from None
+        except DirectoryUnavailable as e:
+            self.log.error("kerbauth: LDAP login of %s not checked: %s", log_safe(username), e)
+            raise web.HTTPError(503, UNAVAILABLE_MESSAGE) from None
+        except DirectoryError as e:
+            self.log.error("kerbauth: LDAP login of %s failed: %s", log_safe(username), e)
+            return None
 
     # --- groups ------------------------------------------------------------------------
 

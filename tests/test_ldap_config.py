@@ -35,7 +35,7 @@ def test_every_ldap_option_has_a_help_text_with_default_example_and_version():
         assert len(trait.help) > 80, name
         assert "Default" in trait.help, name
         assert "e.g." in trait.help or "Example" in trait.help, name
-        assert ".. versionadded:: 0.1" in trait.help, name
+        assert ".. versionadded:: 0.1" in trait.help or ".. versionadded:: 0.2" in trait.help, name
 
 
 # (label, options to set, the message the hub refuses to start with)
