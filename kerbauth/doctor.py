@@ -395,6 +395,10 @@ def check_ccache_dir(site):
     except FileNotFoundError:
         parent = os.path.dirname(path.rstrip("/")) or "/"
         if os.path.isdir(parent):
+            try:
+                ccache.check_ccache_parent(path)
+            except TicketError as e:
+                return (PROBLEM, e.detail, hint)
             return (OK, f"{path} does not exist yet; the hub creates it (mode 0711)", "")
         return (PROBLEM, f"{path} cannot be created: {parent} does not exist", hint)
     if stat.S_ISDIR(st.st_mode):
@@ -506,27 +510,23 @@ def check_ticket(site):
     if site.facts.get("keytab") is False:
         raise Skip("needs a usable keytab (see the keytab line)")
     a = site.authenticator
-    private = tempfile.mkdtemp(prefix="kerbauth-doctor-")
     backend = None
     try:
         backend = tickets.make_backend(a.backend, a.kinit_path, max_workers=1)
-        cache = os.path.join(private, "ccache")
-        tickets.keytab_ticket(
+        data = tickets.keytab_ticket_bytes(
             backend,
             principal=principal,
             keytab=keytab,
-            ccache=cache,
-            uid=uid,
-            gid=gid,
+            keytab_owner=uid,
             timeout=a.timeout,
+            run_as=(uid, gid) if os.geteuid() == 0 and uid != 0 else None,
         )
-        got = ccache.read_ccache(cache)
+        got = ccache.parse_ccache(data)
     except TicketError as e:
         return (PROBLEM, f"no ticket for {principal}: {e}", _TICKET_HINTS.get(e.cause, ""))
     finally:
         if hasattr(backend, "close"):
             backend.close()
-        shutil.rmtree(private, ignore_errors=True)
     ends = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(got.end))
     return (OK, f"got a ticket for {got.principal} through {backend.name}, valid until {ends}", "")
 

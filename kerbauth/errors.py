@@ -7,6 +7,8 @@ user sees only :data:`USER_MESSAGE`.
 
 from tornado import web
 
+from .usernames import printable
+
 __all__ = [
     "USER_MESSAGE",
     "TicketError",
@@ -28,6 +30,10 @@ _USER_HINTS = {
     "kdc_unreachable": " (the Kerberos server did not answer; trying again later may work)",
     "timeout": " (the Kerberos server did not answer in time; trying again later may work)",
     "clock_skew": " (the clocks of this hub and the Kerberos server disagree)",
+    "shared": (
+        " (your server is shared with other users, and shared servers get no Kerberos"
+        " ticket here: revoke the shares to start it with one)"
+    ),
 }
 
 # The causes a TicketError can carry.
@@ -41,6 +47,7 @@ CAUSES = (
     "expired",  # the ticket can no longer be renewed: the user must log in again
     "ccache",  # the cache could not be written
     "config",  # krb5.conf or kerbauth configuration
+    "shared",  # the server is shared and tickets_for_shared_servers is off
     "other",
 )
 
@@ -56,8 +63,10 @@ class TicketError(Exception):
         if cause not in CAUSES:
             raise ValueError(f"unknown cause {cause!r}")
         self.cause = cause
-        self.detail = detail
-        super().__init__(f"{cause}: {detail}")
+        # Details quote principals, realms and library messages about files
+        # users control: escaped here, so no log line can be forged through them.
+        self.detail = printable(detail)
+        super().__init__(f"{cause}: {self.detail}")
 
     @property
     def jupyterhub_message(self):

@@ -234,6 +234,27 @@ class KerberosTickets(LoggingConfigurable):
         """,
     )
 
+    tickets_for_shared_servers = Bool(
+        False,
+        config=True,
+        help="""
+        Whether a server that is shared with other users gets a Kerberos ticket.
+
+        With JupyterHub's sharing (5.0 and later), whoever a server is shared
+        with works inside it as its owner: a terminal there runs as the owner
+        and can read the owner's ticket cache, so the collaborator acts on the
+        cluster (HDFS, YARN, Hive) as the owner. False (the default): a shared
+        server gets no ticket. At spawn that is treated like any other missing
+        ticket (see ``required``); a server shared while it runs loses its
+        ticket at the next renewal check (its cache is removed, a warning
+        logged), and the fetch delivery refuses it. True: tickets are given
+        whether the server is shared or not, for sites that accept that
+        sharing a server means sharing one's identity. Example: ``True``.
+
+        .. versionadded:: 0.2
+        """,
+    )
+
     delivery = CaselessStrEnum(
         ["file", "fetch"],
         default_value="file",
@@ -264,19 +285,32 @@ class KerberosTickets(LoggingConfigurable):
     )
 
     fetch_ccache_path = Unicode(
-        "/tmp/krb5cc_kerbauth_{username}",
+        "/tmp/kerbauth-fetch-{username}/krb5cc",
         config=True,
         help="""
-        With ``delivery = "fetch"``: where, inside the server's own container,
-        the server writes its ticket; ``{username}`` is replaced by the
-        (checked) username. The server gets it as ``KRB5CCNAME=FILE:<path>``.
+        With ``delivery = "fetch"``: where, inside the server's own container
+        (or on its host), the server writes its ticket; ``{username}`` is
+        replaced by the (checked) username. The server gets it as
+        ``KRB5CCNAME=FILE:<path>``.
 
-        Must be an absolute path in a directory the server's user can write,
-        e.g. ``"/home/jovyan/.krb5cc"``. Default:
-        ``"/tmp/krb5cc_kerbauth_{username}"``. A directory private to the
-        user is better than /tmp on hosts where several users share /tmp.
+        Must be an absolute file path. The server makes the file's directory
+        (mode 0700) if it is missing, and uses the place only if it is its
+        own: every directory on the way owned by root or the server's user
+        and not writable by others (or sticky, as /tmp), the last one owned
+        by the server's user (or a sticky one such as /tmp itself), and no
+        file of anyone else at the name. Otherwise (another user planted it
+        on a shared host) the server writes to a new private directory and
+        sets its ``KRB5CCNAME`` to that instead; the reason is in the
+        server's log. The ticket (and the directory, if the server made it)
+        is removed when the server stops. Default:
+        ``"/tmp/kerbauth-fetch-{username}/krb5cc"``, a directory of the
+        server's own, which no other user can take over. Example:
+        ``"/home/jovyan/.krb5cc"``.
 
         .. versionadded:: 0.1
+        .. versionchanged:: 0.2
+           The default was ``"/tmp/krb5cc_kerbauth_{username}"``, a name
+           another user of a shared /tmp could create first.
         """,
     )
 
@@ -289,9 +323,14 @@ class KerberosTickets(LoggingConfigurable):
             raise ValueError(
                 f"KerberosTickets.fetch_ccache_path may use only {{username}}, not {path!r}"
             ) from None
-        if not os.path.isabs(filled) or filled.endswith("/"):
+        if (
+            not os.path.isabs(filled)
+            or filled.endswith("/")
+            or {".", ".."} & set(filled.split("/"))
+        ):
             raise ValueError(
-                f"KerberosTickets.fetch_ccache_path must be an absolute file path, not {path!r}"
+                f"KerberosTickets.fetch_ccache_path must be an absolute file path"
+                f" without '.' or '..', not {path!r}"
             )
         return path
 
@@ -332,6 +371,15 @@ class KerberosTickets(LoggingConfigurable):
         self._ticket_executor = ThreadPoolExecutor(
             self.ticket_concurrency, thread_name_prefix="kerbauth-ticket"
         )
+        # The hub's own records, the only truth about tickets it gave:
+        # username -> TicketTimes of the ticket last written for that user, and
+        # (password tickets) username -> the cache bytes the hub obtained.
+        self._issued = {}
+        self._hub_tickets = {}
+        # username -> the ticket request in flight for that user (one at a time).
+        self._in_flight = {}
+        self._shared_warned = set()
+        self.cache_dir = None
         self.ticket_backend = self._make_ticket_backend()
         self.renewer = Renewer(
             targets=self._renewal_targets,
@@ -376,7 +424,7 @@ class KerberosTickets(LoggingConfigurable):
                 "KerberosTickets.realm is not set and krb5.conf names no default_realm"
             )
         if self.delivery == "file":
-            ccache.prepare_ccache_dir(self.ccache_dir)
+            self.cache_dir = ccache.CacheDirectory(self.ccache_dir, log=self.log).open()
         backend = tickets.make_backend(
             "krb5" if self.password_tickets else self.backend,
             self.kinit_path,
@@ -418,65 +466,126 @@ class KerberosTickets(LoggingConfigurable):
         except InvalidUsername as e:
             raise TicketError("config", str(e)) from None
 
+    def _run_as(self, uid, gid):
+        """Who the backend's process runs as: the user, when the hub can switch to them."""
+        return (uid, gid) if os.geteuid() == 0 and uid != 0 else None
+
+    def _store_sync(self, username, data, uid, gid):
+        """Write the cache bytes ``data`` to ``username``'s cache; record what was given."""
+        times = ccache.parse_ccache(data, "the new ticket")
+        self.cache_dir.write(tickets.ccache_name(username), data, uid, gid)
+        self._issued[username] = times
+        return times
+
     def _obtain_ticket_sync(self, user, purpose="spawn"):
+        """A keytab ticket into ``user``'s cache; ``(principal, cache, times)``."""
         if self.ticket_backend is None:
             raise TicketError("config", "KerberosTickets.keytab_template is not set")
 
         def work():
             principal, keytab, cache = self._ticket_paths(user.name)
             uid, gid = self.ticket_owner(user)
-            tickets.keytab_ticket(
+            data = tickets.keytab_ticket_bytes(
                 self.ticket_backend,
                 principal=principal,
                 keytab=keytab,
-                ccache=cache,
-                uid=uid,
-                gid=gid,
+                keytab_owner=uid,
                 timeout=self.timeout,
+                run_as=self._run_as(uid, gid),
             )
-            return principal, cache
+            return principal, cache, self._store_sync(user.name, data, uid, gid)
 
         return self._timed(purpose, work)
 
     async def _login_ticket(self, user):
-        """``(auth_state, ticket blob)`` of ``user`` (password_tickets); TicketError without one."""
+        """``(auth_state, ticket bytes)`` of ``user`` (password_tickets): the newer of the
+        hub's own copy and auth_state's (both written by the hub only); TicketError
+        without one."""
         auth_state = await user.get_auth_state() or {}
         blob = auth_state.get(AUTH_STATE_KEY)
-        if not blob:
+        stored = None
+        if blob:
+            try:
+                stored = base64.b64decode(blob)
+                stored_times = ccache.parse_ccache(stored, "the ticket in auth_state")
+            except (TicketError, ValueError):
+                stored = None
+        kept = self._hub_tickets.get(user.name)
+        if kept is not None and (
+            stored is None or ccache.parse_ccache(kept).end >= stored_times.end
+        ):
+            return auth_state, kept
+        if stored is None:
             raise TicketError(
                 "expired", "no ticket from the login in auth_state; the user must log in again"
             )
-        return auth_state, blob
+        self._hub_tickets[user.name] = stored
+        return auth_state, stored
+
+    async def _single_flight(self, key, make):
+        """Run ``make()`` (a coroutine) for ``key``, or wait for the one already running.
+
+        One user's ticket requests never hold more than one ticket thread: a
+        second spawn, fetch or renewal of the same user while one runs shares
+        its result (or its error).
+        """
+        running = self._in_flight.get(key)
+        if running is None:
+            running = asyncio.ensure_future(make())
+            self._in_flight[key] = running
+            running.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(running)
 
     async def obtain_ticket(self, user):
         """Get ``user`` a fresh ticket in their cache; return ``(principal, cache path)``.
 
-        Runs on kerbauth's own thread pool; raises :class:`TicketError`.
+        Runs on kerbauth's own thread pool, one request per user at a time;
+        raises :class:`TicketError`.
         """
+        return await self._single_flight(user.name, lambda: self._obtain(user))
+
+    async def _obtain(self, user):
         loop = asyncio.get_running_loop()
         if self.password_tickets:
-            _, blob = await self._login_ticket(user)
-            return await loop.run_in_executor(
-                self._ticket_executor, self._password_cache_sync, user, blob
+            auth_state, data = await self._login_ticket(user)
+            principal, cache, renewed = await loop.run_in_executor(
+                self._ticket_executor, self._password_cache_sync, user, data
             )
-        return await loop.run_in_executor(self._ticket_executor, self._obtain_ticket_sync, user)
+            if renewed:
+                await self._save_hub_ticket(user)
+        else:
+            principal, cache, _ = await loop.run_in_executor(
+                self._ticket_executor, self._obtain_ticket_sync, user
+            )
+        self.renewer.wake()
+        return principal, cache
 
     async def remove_ticket(self, user):
-        """Remove ``user``'s cache, if there is one."""
+        """Remove ``user``'s cache, if there is one, and forget what was given."""
+        self._issued.pop(user.name, None)
+        if self.cache_dir is None:
+            return False
         try:
-            cache = tickets.ccache_path(self.ccache_dir, user.name)
+            name = tickets.ccache_name(user.name)
         except InvalidUsername:
             return False
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._ticket_executor, ccache.remove_ccache, cache)
+        return await loop.run_in_executor(self._ticket_executor, self.cache_dir.remove, name)
 
     # --- tickets from the login password ---------------------------------------------
 
     def _timed(self, purpose, work):
-        """Run ``work()``, counting its time and its failure cause in the metrics."""
+        """Run ``work()``, counting its time and its failure cause in the metrics.
+
+        An OSError on the way (a full disk, a read-only file system) becomes a
+        TicketError with its cause, like every other failure.
+        """
         started = time.monotonic()
         try:
-            result = work()
+            try:
+                result = work()
+            except OSError as e:
+                raise TicketError("ccache", f"{purpose}: {e}") from None
         except TicketError as e:
             metrics.TICKET_FAILURES.labels(e.cause, purpose).inc()
             raise
@@ -486,7 +595,13 @@ class KerberosTickets(LoggingConfigurable):
         return result
 
     def _login_ticket_sync(self, username, password):
-        principal, _, cache = self._ticket_paths(username)
+        principal, _, _ = self._ticket_paths(username)
+        run_as = None
+        if self.delivery == "file":
+            try:
+                run_as = self._run_as(*self.ticket_owner(SimpleNamespace(name=username)))
+            except TicketError:
+                run_as = None
         data = self._timed(
             "login",
             lambda: tickets.password_ticket(
@@ -495,13 +610,15 @@ class KerberosTickets(LoggingConfigurable):
                 password=password,
                 renew_life=self.renew_lifetime,
                 timeout=self.timeout,
+                run_as=run_as,
             ),
         )
-        if os.path.lexists(cache):
+        self._hub_tickets[username] = data
+        if self.cache_dir is not None and self.cache_dir.exists(tickets.ccache_name(username)):
             # A running server gets the new ticket at once (a login after
             # the old one ran out, typically).
             uid, gid = self.ticket_owner(SimpleNamespace(name=username))
-            tickets.store_ccache(cache, data, uid=uid, gid=gid)
+            self._timed("login", lambda: self._store_sync(username, data, uid, gid))
         return data
 
     async def get_authenticated_user(self, handler, data):
@@ -526,74 +643,100 @@ class KerberosTickets(LoggingConfigurable):
         authenticated["auth_state"] = auth_state
         return authenticated
 
-    def _password_cache_sync(self, user, blob):
-        """Write the auth_state ticket to the user's cache; renew it if it is due."""
+    def _password_cache_sync(self, user, data):
+        """Write the hub's password ticket to the user's cache, renewed first if it is due.
+
+        ``(principal, cache, renewed)``.
+        """
         principal, _, cache = self._ticket_paths(user.name)
-        uid, gid = self.ticket_owner(user)
-        data = base64.b64decode(blob)
         ticket = ccache.parse_ccache(data, "the ticket in auth_state")
         if ticket.principal != principal:
             raise TicketError("config", f"auth_state holds {ticket.principal}, not {principal}")
-        current = self._current_ticket(cache, principal)
-        if current is None or current.end < ticket.end:
-            tickets.store_ccache(cache, data, uid=uid, gid=gid)
-        if self.renewer.is_due((ticket.start, ticket.end), time.time()):
+        if self.renewer.is_due((ticket.start, ticket.end), time.time()) and (
+            ticket.renew_till > ticket.end
+        ):
             self._renew_password_ticket_sync(user)
-        return principal, cache
-
-    def _current_ticket(self, cache, principal):
-        """The TicketTimes of ``cache`` if it holds ``principal``'s TGT, else None."""
-        try:
-            ticket = ccache.read_ccache(cache)
-        except TicketError:
-            return None
-        return ticket if ticket.principal == principal else None
+            return principal, cache, True
+        uid, gid = self.ticket_owner(user)
+        self._timed("spawn", lambda: self._store_sync(user.name, data, uid, gid))
+        return principal, cache, False
 
     def _renew_password_ticket_sync(self, user):
-        principal, _, cache = self._ticket_paths(user.name)
-        current = self._current_ticket(cache, principal)
-        if current is not None and current.renew_till <= current.end:
+        """Renew the hub's copy of ``user``'s password ticket and write it to their cache.
+
+        The user's cache file is never read: it is theirs to change, and what
+        they write there must not decide when they log in again.
+        """
+        principal, _, _ = self._ticket_paths(user.name)
+        data = self._hub_tickets.get(user.name)
+        if data is None:
+            raise TicketError("expired", f"the hub holds no ticket of {principal}; log in again")
+        current = ccache.parse_ccache(data, "the hub's ticket")
+        if current.renew_till <= current.end:
             raise TicketError(
                 "expired",
                 f"the ticket of {principal} cannot be renewed past"
                 f" {time.ctime(current.end)}; the user must log in again",
             )
         uid, gid = self.ticket_owner(user)
-        self._timed(
-            "renewal",
-            lambda: tickets.renew_ccache(
+
+        def work():
+            renewed = tickets.renew_ticket_bytes(
                 self.ticket_backend,
-                ccache=cache,
+                data=data,
                 principal=principal,
-                uid=uid,
-                gid=gid,
                 timeout=self.timeout,
-            ),
-        )
-        return principal, cache
+                run_as=self._run_as(uid, gid),
+            )
+            self._hub_tickets[user.name] = renewed
+            if self.cache_dir is None:
+                return ccache.parse_ccache(renewed)
+            return self._store_sync(user.name, renewed, uid, gid)
+
+        return self._timed("renewal", work)
+
+    def _refresh_password_cache_sync(self, user):
+        """A renewal sweep's work for a password ticket: renew the hub's copy when it is
+        due, else write it as it is (after a hub restart the hub has no record of what
+        the cache holds); its (start, end)."""
+        data = self._hub_tickets.get(user.name)
+        if data is not None:
+            ticket = ccache.parse_ccache(data, "the hub's ticket")
+            if not self.renewer.is_due((ticket.start, ticket.end), time.time()):
+                uid, gid = self.ticket_owner(user)
+                times = self._timed("renewal", lambda: self._store_sync(user.name, data, uid, gid))
+                return times.start, times.end
+        times = self._renew_password_ticket_sync(user)
+        return times.start, times.end
+
+    async def _save_hub_ticket(self, user):
+        """Save the hub's copy of ``user``'s password ticket in auth_state, if it is newer."""
+        data = self._hub_tickets.get(user.name)
+        if data is None:
+            return
+        auth_state = dict(await user.get_auth_state() or {})
+        blob = base64.b64encode(data).decode("ascii")
+        if auth_state.get(AUTH_STATE_KEY) != blob:
+            auth_state[AUTH_STATE_KEY] = blob
+            await user.save_auth_state(auth_state)
 
     async def refresh_user(self, user, handler=None):
         """With ``password_tickets``: keep auth_state's ticket current, or ask for a new login.
 
-        The cache on disk is renewed by the hub; its newer ticket is copied
-        back into auth_state. When the ticket can no longer be renewed and is
-        about to end, False makes JupyterHub ask the user to log in again
-        (their server keeps running).
+        Decided from the hub's own copy of the ticket (renewed by the hub) and
+        auth_state (written by the hub), never from the user's cache file.
+        When the ticket can no longer be renewed and is about to end, False
+        makes JupyterHub ask the user to log in again (their server keeps
+        running).
         """
         result = await maybe_future(super().refresh_user(user, handler))
         if result is False or not self.password_tickets:
             return result
-        auth_state = await user.get_auth_state() or {}
-        blob = auth_state.get(AUTH_STATE_KEY)
-        if not blob:
+        try:
+            auth_state, data = await self._login_ticket(user)
+        except TicketError:
             return False
-        principal, _, cache = self._ticket_paths(user.name)
-        loop = asyncio.get_running_loop()
-        stored = ccache.parse_ccache(base64.b64decode(blob), "the ticket in auth_state")
-        current = await loop.run_in_executor(
-            self._ticket_executor, self._current_ticket, cache, principal
-        )
-        ticket = current if current is not None and current.end > stored.end else stored
+        ticket = ccache.parse_ccache(data, "the hub's ticket")
         if ticket.renew_till <= ticket.end and self.renewer.is_due(
             (ticket.start, ticket.end), time.time()
         ):
@@ -602,12 +745,10 @@ class KerberosTickets(LoggingConfigurable):
                 log_safe(user.name),
             )
             return False
-        if ticket is current:
-            data = await loop.run_in_executor(
-                self._ticket_executor, ccache.read_ccache_bytes, cache
-            )
+        blob = base64.b64encode(data).decode("ascii")
+        if auth_state.get(AUTH_STATE_KEY) != blob:
             auth_state = dict(auth_state)
-            auth_state[AUTH_STATE_KEY] = base64.b64encode(data).decode("ascii")
+            auth_state[AUTH_STATE_KEY] = blob
             return {"name": user.name, "auth_state": auth_state}
         return True
 
@@ -620,21 +761,55 @@ class KerberosTickets(LoggingConfigurable):
             return []
         return [u for u in users.values() if any(s.active for s in u.spawners.values())]
 
-    def _renewal_targets(self):
+    def _inspect_cache(self, username, principal):
+        """What ``username``'s cache holds now: "ok", "foreign" or "absent"."""
+        data = self.cache_dir.read(tickets.ccache_name(username))
+        if data is None:
+            return "absent"
+        try:
+            found = ccache.parse_ccache(data).principal
+        except TicketError:
+            return "foreign"
+        return "ok" if found == principal else "foreign"
+
+    async def _renewal_targets(self):
+        if self.cache_dir is None:
+            return []
         targets = []
         for user in self._running_users():
             try:
-                cache = tickets.ccache_path(self.ccache_dir, user.name)
-            except InvalidUsername:
+                principal, _, _ = self._ticket_paths(user.name)
+            except TicketError:
                 continue
-            # Only servers kerbauth gave a ticket have a cache to keep fresh.
-            if os.path.lexists(cache):
-                if self.password_tickets:
-                    renew = functools.partial(self._renew_password_ticket_sync, user)
-                else:
-                    renew = functools.partial(self._obtain_ticket_sync, user, "renewal")
-                targets.append(RenewalTarget(key=user.name, cache=cache, renew=renew))
+            if self._shared_without_tickets(user):
+                await self._drop_shared(user)
+                continue
+            after = None
+            if self.password_tickets:
+                if user.name not in self._hub_tickets:
+                    try:
+                        await self._login_ticket(user)  # after a hub restart
+                    except TicketError:
+                        continue
+                renew = functools.partial(self._refresh_password_cache_sync, user)
+                after = functools.partial(self._save_hub_ticket, user)
+            else:
+                renew = functools.partial(self._renew_keytab_sync, user)
+            issued = self._issued.get(user.name)
+            targets.append(
+                RenewalTarget(
+                    key=user.name,
+                    times=(issued.start, issued.end) if issued else None,
+                    inspect=functools.partial(self._inspect_cache, user.name, principal),
+                    renew=renew,
+                    after=after,
+                )
+            )
         return targets
+
+    def _renew_keytab_sync(self, user):
+        _, _, times = self._obtain_ticket_sync(user, "renewal")
+        return times.start, times.end
 
     def _renewal_result(self, key, error, seconds):
         metrics.TICKETS_EXPIRING.set(self.renewer.expiring)
@@ -649,6 +824,42 @@ class KerberosTickets(LoggingConfigurable):
             return
         self.renewer.start()
 
+    # --- shared servers -------------------------------------------------------------
+
+    def _shared_without_tickets(self, user, spawner=None):
+        """Whether a server of ``user`` that runs (or ``spawner``, about to) is shared with
+        other users while ``tickets_for_shared_servers`` is off. All of a user's servers
+        share one cache, so one shared server exposes it."""
+        if self.tickets_for_shared_servers:
+            return False
+        spawners = [s for s in getattr(user, "spawners", {}).values() if s.active]
+        if spawner is not None:
+            spawners.append(spawner)
+        for s in spawners:
+            orm_spawner = getattr(s, "orm_spawner", None)
+            if getattr(orm_spawner, "shares", None) or getattr(orm_spawner, "share_codes", None):
+                return True
+        return False
+
+    async def _drop_shared(self, user):
+        """A server shared while it runs loses its ticket (logged once)."""
+        if user.name not in self._shared_warned:
+            self._shared_warned.add(user.name)
+            self.log.warning(
+                "kerbauth: a server of %s is shared with other users; its Kerberos ticket is"
+                " removed and not renewed (KerberosTickets.tickets_for_shared_servers is False)",
+                log_safe(user.name),
+            )
+        await self.remove_ticket(user)
+
+    def _refuse_shared(self, user, spawner=None):
+        if self._shared_without_tickets(user, spawner):
+            raise TicketError(
+                "shared",
+                f"a server of {log_safe(user.name)} is shared with other users"
+                " (KerberosTickets.tickets_for_shared_servers is False)",
+            )
+
     # --- the fetch delivery ---------------------------------------------------------
 
     def _fetch_keytab_ticket_sync(self, username):
@@ -657,25 +868,20 @@ class KerberosTickets(LoggingConfigurable):
 
         def work():
             principal, keytab, _ = self._ticket_paths(username)
-            data = tickets.keytab_ticket_bytes(
+            return tickets.keytab_ticket_bytes(
                 self.ticket_backend,
                 principal=principal,
                 keytab=keytab,
                 keytab_owner=os.geteuid(),
                 timeout=self.timeout,
             )
-            found = ccache.parse_ccache(data, "the new ticket").principal
-            if found != principal:
-                raise TicketError("other", f"the new ticket holds {found}, not {principal}")
-            return data
 
         return self._timed("fetch", work)
 
-    def _fetch_password_ticket_sync(self, username, blob):
-        """``(cache bytes, renewed)`` from auth_state's ticket, renewed when it is due."""
-        principal, _, _ = self._ticket_paths(username)
-        data = base64.b64decode(blob)
-        ticket = ccache.parse_ccache(data, "the ticket in auth_state")
+    def _fetch_password_ticket_sync(self, user, data):
+        """``(cache bytes, renewed)``: the hub's password ticket, renewed when it is due."""
+        principal, _, _ = self._ticket_paths(user.name)
+        ticket = ccache.parse_ccache(data, "the hub's ticket")
         if ticket.principal != principal:
             raise TicketError("config", f"auth_state holds {ticket.principal}, not {principal}")
         now = time.time()
@@ -689,31 +895,29 @@ class KerberosTickets(LoggingConfigurable):
                 f"the ticket of {principal} ended at {time.ctime(ticket.end)} and cannot be"
                 " renewed; the user must log in again",
             )
-        renewed = self._timed(
-            "renewal",
-            lambda: tickets.renew_ticket_bytes(
-                self.ticket_backend, data=data, principal=principal, timeout=self.timeout
-            ),
-        )
-        return renewed, True
+        self._renew_password_ticket_sync(user)
+        return self._hub_tickets[user.name], True
 
     async def fetch_ticket(self, user):
         """The bytes of a FILE cache with ``user``'s current TGT (``delivery = "fetch"``).
 
         With a keytab, a fresh ticket each time; with ``password_tickets``, the
-        ticket of auth_state, renewed (and saved back) when it is due. Runs on
-        kerbauth's thread pool; raises :class:`TicketError`.
+        hub's ticket, renewed (and saved back to auth_state) when it is due.
+        Runs on kerbauth's thread pool, one request per user at a time;
+        raises :class:`TicketError`.
         """
+        self._refuse_shared(user)
+        return await self._single_flight(user.name, lambda: self._fetch(user))
+
+    async def _fetch(self, user):
         loop = asyncio.get_running_loop()
         if self.password_tickets:
-            auth_state, blob = await self._login_ticket(user)
+            _, data = await self._login_ticket(user)
             data, renewed = await loop.run_in_executor(
-                self._ticket_executor, self._fetch_password_ticket_sync, user.name, blob
+                self._ticket_executor, self._fetch_password_ticket_sync, user, data
             )
             if renewed:
-                auth_state = dict(auth_state)
-                auth_state[AUTH_STATE_KEY] = base64.b64encode(data).decode("ascii")
-                await user.save_auth_state(auth_state)
+                await self._save_hub_ticket(user)
             return data
         # A server asks at start and before the end; a user's code asking in a
         # loop gets the same ticket again for a few seconds, not a KDC request each.
@@ -768,6 +972,7 @@ class KerberosTickets(LoggingConfigurable):
                 check_username(user.name)
             except InvalidUsername as e:
                 raise TicketError("config", str(e)) from None
+            self._refuse_shared(user, spawner)
             data = await self.fetch_ticket(user)
         except TicketError as e:
             self._no_ticket_at_spawn(user, e)
@@ -806,6 +1011,7 @@ class KerberosTickets(LoggingConfigurable):
             return
         self._start_renewal()
         try:
+            self._refuse_shared(user, spawner)
             principal, cache = await self.obtain_ticket(user)
         except TicketError as e:
             self._no_ticket_at_spawn(user, e)

@@ -1,35 +1,66 @@
 """Keeping the tickets of running servers fresh.
 
 A ticket lives 10 or 24 hours; a notebook can run for days. The hub therefore
-looks at the caches of running servers every ``interval`` seconds and gets a
-new ticket for each one whose TGT ends within ``margin`` seconds. With a
-keytab that is a new initial request, so renew-until does not matter.
+gets each running server a new ticket before the old one ends: ``margin``
+seconds before its end, or at half its life for a ticket that lives shorter
+than twice the margin. With a keytab that is a new initial request, so
+renew-until does not matter.
 
-The state is on disk: which servers run comes from the hub, when each ticket
-ends is read from its cache. Nothing has to be rebuilt after a hub restart,
-and a server that stopped simply drops out. The only memory kept is about
-failures: a user whose renewal failed is retried with a capped exponential
-backoff, and the failure is logged once per streak (with its cause), then
-once more when renewal works again.
+When a ticket ends is taken from the hub's own record of the ticket it wrote
+(:attr:`RenewalTarget.times`), never from the cache file: the user owns that
+file and can write any times into it. The file is only looked at to see
+whether it still holds the user's own principal; a cache that does not (the
+user put another ticket there, or removed it) is written again.
+
+Sweeps are scheduled by the earliest due ticket, not on a fixed clock: the
+next sweep runs when the first ticket falls due (but no sooner than
+:data:`MIN_WAIT` and no later than ``interval``), so a ticket of any lifetime
+above a few seconds is replaced before it ends. A new ticket given at spawn
+wakes the renewer (:meth:`Renewer.wake`), which then plans for it too.
+
+The only other memory is about failures: a user whose renewal failed is
+retried with a capped exponential backoff, and the failure is logged once per
+streak (with its cause), then once more when renewal works again.
 """
 
 import asyncio
+import inspect
 import time
 from dataclasses import dataclass
 
-from .ccache import read_ccache
-from .errors import CcacheError, TicketError
+from .errors import TicketError
 
-__all__ = ["Renewer", "RenewalTarget"]
+__all__ = ["Renewer", "RenewalTarget", "due_time", "MIN_WAIT"]
+
+# The shortest wait between two sweeps, in seconds.
+MIN_WAIT = 0.5
 
 
-@dataclass(frozen=True)
+def due_time(times, margin):
+    """When a ticket with ``times`` (start, end) is due: ``margin`` before its end,
+    or at half its life when it lives shorter than twice the margin."""
+    start, end = times
+    return end - min(margin, (end - start) / 2)
+
+
+@dataclass
 class RenewalTarget:
-    """A cache to keep fresh: ``renew()`` (blocking) writes a new ticket into ``cache``."""
+    """A running server's cache to keep fresh.
+
+    ``times``: (start, end) of the ticket the hub last gave it, or None when
+    the hub has no record (after a restart): then it is due at once.
+    ``inspect()`` (blocking) says what the cache holds now: ``"ok"`` (the
+    user's own principal), ``"foreign"`` (another principal, or unreadable)
+    or ``"absent"``. ``renew()`` (blocking) writes a new ticket and returns
+    its (start, end). ``after`` (a coroutine function or None) runs on the
+    event loop after a renewal that worked (saving auth_state, say).
+    """
 
     key: str  # the username, for logs and the failure memory
-    cache: str
-    renew: object  # a callable with no arguments
+    times: tuple | None
+    inspect: object
+    renew: object
+    after: object = None
 
 
 @dataclass
@@ -41,9 +72,9 @@ class _Streak:
 class Renewer:
     """Runs renewal sweeps. Plain asyncio; :class:`kerbauth.KerberosTickets` drives it.
 
-    ``targets()`` returns the :class:`RenewalTarget` of every running server.
-    Blocking work (reading caches, renewing) runs on ``executor``, at most
-    ``lanes`` renewals at a time.
+    ``targets()`` (a plain or a coroutine function) returns the
+    :class:`RenewalTarget` of every running server. Blocking work runs on
+    ``executor``, at most ``lanes`` renewals at a time.
     """
 
     def __init__(
@@ -70,38 +101,42 @@ class Renewer:
         self.clock = clock
         self._streaks = {}
         self._task = None
-        self.expiring = 0  # tickets within the margin (or unreadable) at the last sweep
+        self._wake = None
+        self.next_due = None  # the earliest due time seen at the last sweep
+        self.expiring = 0  # tickets within the margin (or unknown) at the last sweep
 
     def is_due(self, times, now):
-        """Whether a ticket with ``times`` ((start, end), None when unreadable) needs renewing.
-
-        Due within ``margin`` seconds of its end, or past half its life when
-        the ticket lives shorter than twice the margin (so a short-lived
-        ticket is not renewed at every sweep).
-        """
-        if times is None:
-            return True
-        start, end = times
-        return end - now <= min(self.margin, (end - start) / 2)
+        """Whether a ticket with ``times`` ((start, end), None when unknown) needs renewing."""
+        return times is None or now >= due_time(times, self.margin)
 
     async def sweep(self):
         """Renew every due ticket once; return how many renewals were attempted."""
-        targets = list(self.targets())
+        targets = self.targets()
+        if inspect.isawaitable(targets):
+            targets = await targets
+        targets = list(targets)
         loop = asyncio.get_running_loop()
-        times = await loop.run_in_executor(self.executor, _ticket_times, [t.cache for t in targets])
+        states = await loop.run_in_executor(self.executor, _inspect_all, targets)
         now = self.clock()
-        self.expiring = sum(1 for t in times if t is None or t[1] - now <= self.margin)
         known = {t.key for t in targets}
         for key in list(self._streaks):
             if key not in known:
                 del self._streaks[key]  # the server stopped: forget its failures
-        due = []
-        for target, ticket in zip(targets, times, strict=True):
+        due, planned = [], []
+        for target, state in zip(targets, states, strict=True):
+            if state == "absent" and target.times is None:
+                continue  # a server kerbauth gave no ticket
             streak = self._streaks.get(target.key)
             if streak and now < streak.retry_at:
-                continue
-            if self.is_due(ticket, now):
+                continue  # planned by its backoff (see next_wait)
+            if state != "ok" or self.is_due(target.times, now):
                 due.append(target)
+            else:
+                planned.append(due_time(target.times, self.margin))
+        self.expiring = sum(
+            1 for t in targets if t.times is None or t.times[1] - now <= self.margin
+        )
+        renewed = []
         if due:
             # A few lanes, each renewing one target after another: the executor
             # never holds more than ``lanes`` renewals, so a spawn's ticket
@@ -112,27 +147,36 @@ class Renewer:
 
             async def lane():
                 for target in pending:
-                    await self._renew(loop, target)
+                    times = await self._renew(loop, target)
+                    if times is not None:
+                        renewed.append(due_time(times, self.margin))
 
             await asyncio.gather(*(lane() for _ in range(min(self.lanes, len(due)))))
+        planned += renewed
+        self.next_due = min(planned) if planned else None
         return len(due)
 
     async def _renew(self, loop, target):
         started = time.monotonic()
         try:
-            await loop.run_in_executor(self.executor, target.renew)
-        except TicketError as e:
+            times = await loop.run_in_executor(self.executor, target.renew)
+            if target.after is not None:
+                await target.after()
+        except Exception as e:  # noqa: BLE001 - one user's failure must not stop the sweep
+            if not isinstance(e, TicketError):
+                e = TicketError("other", f"{type(e).__name__}: {e}")
             self.on_result(target.key, e, time.monotonic() - started)
             self._failed(target, e)
-        else:
-            self.on_result(target.key, None, time.monotonic() - started)
-            streak = self._streaks.pop(target.key, None)
-            if streak:
-                self.log.info(
-                    "kerbauth: ticket renewal for %s works again after %d failure(s)",
-                    target.key,
-                    streak.failures,
-                )
+            return None
+        self.on_result(target.key, None, time.monotonic() - started)
+        streak = self._streaks.pop(target.key, None)
+        if streak:
+            self.log.info(
+                "kerbauth: ticket renewal for %s works again after %d failure(s)",
+                target.key,
+                streak.failures,
+            )
+        return times
 
     def _failed(self, target, error):
         streak = self._streaks.get(target.key)
@@ -149,9 +193,25 @@ class Renewer:
         backoff = min(self.max_backoff, 2 ** (streak.failures - 1))
         streak.retry_at = self.clock() + backoff
 
+    def next_wait(self):
+        """Seconds until the next sweep: the earliest due ticket or backoff, within
+        [MIN_WAIT, interval]."""
+        now = self.clock()
+        wake = [now + self.interval]
+        if self.next_due is not None:
+            wake.append(self.next_due)
+        wake.extend(s.retry_at for s in self._streaks.values())
+        return max(MIN_WAIT, min(wake) - now)
+
+    def wake(self):
+        """Plan again now (a new ticket was given, whose due time may come first)."""
+        if self._wake is not None:
+            self._wake.set()
+
     def start(self):
-        """Start sweeping every ``interval`` seconds on the running event loop."""
+        """Start sweeping on the running event loop."""
         if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
         return self._task
 
@@ -166,26 +226,22 @@ class Renewer:
 
     async def _run(self):
         while True:
+            self._wake.clear()
             try:
                 await self.sweep()
             except Exception:  # noqa: BLE001 - one bad sweep must not end renewal for good
                 self.log.exception("kerbauth: ticket renewal sweep failed")
-            # The next sweep is due in `interval` seconds, or sooner when a
-            # backoff ends before that.
-            wait = self.interval
-            if self._streaks:
-                soonest = min(s.retry_at for s in self._streaks.values()) - self.clock()
-                wait = max(0.5, min(wait, soonest))
-            await asyncio.sleep(wait)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.next_wait())
+            except asyncio.TimeoutError:
+                pass
 
 
-def _ticket_times(paths):
-    times = []
-    for path in paths:
+def _inspect_all(targets):
+    states = []
+    for target in targets:
         try:
-            ticket = read_ccache(path)
-        except CcacheError:
-            times.append(None)
-        else:
-            times.append((ticket.start, ticket.end))
-    return times
+            states.append(target.inspect())
+        except Exception:  # noqa: BLE001 - an unreadable cache is one to write again
+            states.append("foreign")
+    return states

@@ -8,7 +8,7 @@ import os
 import re
 import tempfile
 
-from .ccache import parse_ccache, read_ccache_bytes, write_ccache
+from .ccache import parse_ccache, read_ccache_bytes
 from .errors import TicketError
 from .keytab import open_keytab
 from .kinit_backend import KinitBackend
@@ -18,13 +18,11 @@ from .usernames import check_username
 __all__ = [
     "build_principal",
     "keytab_path",
+    "ccache_name",
     "ccache_path",
     "default_realm",
     "make_backend",
-    "keytab_ticket",
     "password_ticket",
-    "store_ccache",
-    "renew_ccache",
     "keytab_ticket_bytes",
     "renew_ticket_bytes",
 ]
@@ -44,9 +42,14 @@ def keytab_path(template, username):
     return template.format(username=check_username(username))
 
 
+def ccache_name(username):
+    """The file name of ``username``'s cache in the cache directory."""
+    return f"krb5cc_{check_username(username)}"
+
+
 def ccache_path(directory, username):
     """Where the cache of ``username`` lives inside the cache directory."""
-    return os.path.join(directory, f"krb5cc_{check_username(username)}")
+    return os.path.join(directory, ccache_name(username))
 
 
 _DEFAULT_REALM = re.compile(r"^\s*default_realm\s*=\s*(\S+)", re.MULTILINE)
@@ -89,114 +92,79 @@ def make_backend(name, kinit_path="kinit", max_workers=4):
     raise TicketError("config", f'KerberosTickets.backend must be "krb5" or "kinit", not {name!r}')
 
 
-def password_ticket(backend, *, principal, password, renew_life, timeout):
+def _check_holds(data, principal, name):
+    """``data`` parsed, after checking it holds ``principal``'s TGT (TicketError if not)."""
+    found = parse_ccache(data, name).principal
+    if found != principal:
+        raise TicketError("other", f"{name} holds {found}, not {principal}")
+    return data
+
+
+def _stale_keytab(keytab, error):
+    """With a keytab, "wrong password" means the keytab's key is not the principal's
+    current one (a password change or a new key version)."""
+    if error.cause != "password":
+        return error
+    return TicketError(
+        "keytab", f"keytab {keytab} holds a key the KDC does not accept (stale?): {error.detail}"
+    )
+
+
+def password_ticket(backend, *, principal, password, renew_life, timeout, run_as=None):
     """A TGT for ``principal`` from ``password``, as the bytes of a FILE cache.
 
     The password is used for this one request and not kept. The bytes are
     what kerbauth keeps (encrypted, in JupyterHub's auth_state) to write the
-    user's cache at spawn.
+    user's cache at spawn. ``run_as``: the ``(uid, gid)`` the backend's
+    process runs as (None: the hub's own).
     """
     if not password or not password.strip():
         raise TicketError("password", "empty password")
-    with tempfile.TemporaryDirectory(prefix="kerbauth-pw-") as private:
-        tmp = os.path.join(private, "ccache")
-        backend.password_ticket(principal, password, tmp, renew_life, timeout)
-        with open(tmp, "rb") as f:
-            return f.read()
-
-
-def store_ccache(ccache, data, *, uid, gid):
-    """Write the cache bytes ``data`` to ``ccache`` atomically, owned by ``uid``/``gid``."""
-
-    def fill(tmp):
-        with open(tmp, "xb") as f:
-            f.write(data)
-
-    write_ccache(ccache, fill, uid, gid)
-
-
-def renew_ccache(backend, *, ccache, principal, uid, gid, timeout):
-    """Renew the TGT of ``principal`` in ``ccache`` in place; the old cache stays on failure.
-
-    The user owns the cache file and can change what is in it, so it is read
-    without following links, checked to hold ``principal``'s TGT, and renewed
-    from a private copy.
-    """
-    data = read_ccache_bytes(ccache)
-    renewed = renew_ticket_bytes(
-        backend, data=data, principal=principal, timeout=timeout, name=f"cache {ccache}"
+    data = _backend_bytes(
+        lambda tmp: backend.password_ticket(principal, password, tmp, renew_life, timeout)
     )
-    store_ccache(ccache, renewed, uid=uid, gid=gid)
+    return _check_holds(data, principal, "the new ticket")
 
 
-def keytab_ticket(backend, *, principal, keytab, ccache, uid, gid, timeout):
-    """Get a TGT for ``principal`` from ``keytab`` into ``ccache``, owned by ``uid``/``gid``.
-
-    The keytab is checked (see :func:`kerbauth.keytab.open_keytab`) and read
-    through the checked descriptor; the cache is written atomically (see
-    :func:`kerbauth.ccache.write_ccache`). Raises :class:`TicketError`; on
-    error the previous cache is unchanged.
-    """
-    fd = open_keytab(keytab, uid)
-    try:
-        write_ccache(
-            ccache,
-            lambda tmp: backend.keytab_ticket(principal, fd, tmp, timeout),
-            uid,
-            gid,
-        )
-    except TicketError as e:
-        if e.cause != "password":
-            raise
-        # With a keytab, "wrong password" means the keytab's key is not the
-        # principal's current one (a password change or a new key version).
-        raise TicketError(
-            "keytab", f"keytab {keytab} holds a key the KDC does not accept (stale?): {e.detail}"
-        ) from None
-    finally:
-        os.close(fd)
-
-
-def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout):
+def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout, run_as=None):
     """A TGT for ``principal`` from ``keytab``, as the bytes of a FILE cache.
 
-    For the ``fetch`` delivery: nothing is written where a user could see it
-    and nothing is chowned. The keytab is checked as in :func:`keytab_ticket`
-    (owned by root or ``keytab_owner``, the uid the hub runs as); the ticket is
-    written into a private temporary directory (mode 0700, the hub's own),
-    read back and removed.
+    The keytab is checked (see :func:`kerbauth.keytab.open_keytab`: owned by
+    root or ``keytab_owner``, no access for others, a sane size) and read
+    through the checked descriptor only. Nothing is written where a user could
+    see it; the caller stores the bytes. Raises :class:`TicketError`.
     """
     fd = open_keytab(keytab, keytab_owner)
     try:
-        with tempfile.TemporaryDirectory(prefix="kerbauth-fetch-") as private:
-            tmp = os.path.join(private, "ccache")
-            try:
-                backend.keytab_ticket(principal, fd, tmp, timeout)
-            except TicketError as e:
-                if e.cause != "password":
-                    raise
-                raise TicketError(
-                    "keytab",
-                    f"keytab {keytab} holds a key the KDC does not accept (stale?): {e.detail}",
-                ) from None
-            return read_ccache_bytes(tmp)
+        try:
+            data = _backend_bytes(lambda tmp: backend.keytab_ticket(principal, fd, tmp, timeout))
+        except TicketError as e:
+            raise _stale_keytab(keytab, e) from None
     finally:
         os.close(fd)
+    return _check_holds(data, principal, "the new ticket")
 
 
-def renew_ticket_bytes(backend, *, data, principal, timeout, name="the ticket"):
+def renew_ticket_bytes(backend, *, data, principal, timeout, run_as=None, name="the ticket"):
     """Renew the TGT of ``principal`` in the cache bytes ``data``; the new cache's bytes.
 
-    The bytes are checked to hold ``principal``'s TGT and renewed from a
-    private copy (the user may own, and change, the cache they came from).
+    ``data`` is the hub's own copy (never a file a user can write); it is
+    checked to hold ``principal``'s TGT all the same.
     """
-    found = parse_ccache(data, name).principal
-    if found != principal:
-        raise TicketError("other", f"{name} holds {found}, not {principal}; not renewed")
-    with tempfile.TemporaryDirectory(prefix="kerbauth-renew-") as private:
-        source = os.path.join(private, "source")
+    _check_holds(data, principal, name)
+
+    def renew(target):
+        source = os.path.join(os.path.dirname(target), "source")
         with open(source, "xb") as f:
             f.write(data)
-        target = os.path.join(private, "renewed")
         backend.renew_ticket(source, target, timeout)
-        return read_ccache_bytes(target)
+
+    return _check_holds(_backend_bytes(renew), principal, "the renewed ticket")
+
+
+def _backend_bytes(request):
+    """Transitional: run a path-writing backend request in a private directory, return bytes."""
+    with tempfile.TemporaryDirectory(prefix="kerbauth-") as private:
+        tmp = os.path.join(private, "ccache")
+        request(tmp)
+        return read_ccache_bytes(tmp)

@@ -9,7 +9,7 @@ refused too.
 
 import re
 
-__all__ = ["InvalidUsername", "check_username", "log_safe"]
+__all__ = ["InvalidUsername", "check_username", "log_safe", "printable"]
 
 # Letters, digits, ".", "_" and "-"; it may not start with "." or "-" (a
 # leading "-" would read as an option to kinit, a leading "." as a hidden or
@@ -34,6 +34,19 @@ def log_safe(name, limit=16):
     if len(text) > limit:
         return f"{shown}...({len(text)} chars)"
     return shown
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text):
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``, ...), for a log line.
+
+    For text that came from data users control (a principal or realm read
+    from a cache, a library's message about it): a newline in it must not
+    start a forged log line.
+    """
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def check_username(name):

@@ -1,13 +1,15 @@
 """The cache directory and atomic cache writes, including planted-link attacks."""
 
+import errno
 import os
 import stat
+import subprocess
 
 import pytest
 
 from kerbauth import tickets
-from kerbauth.ccache import prepare_ccache_dir, read_ccache, remove_ccache, write_ccache
-from kerbauth.errors import CcacheError, TicketError
+from kerbauth.ccache import CacheDirectory, prepare_ccache_dir, read_ccache
+from kerbauth.errors import CcacheError
 from support.realm import add_principal
 
 UID, GID = 54321, 54322
@@ -67,16 +69,32 @@ def test_relative_dir_is_refused():
         prepare_ccache_dir("run/kerbauth")
 
 
+def test_dir_right_inside_a_world_writable_dir_is_refused(tmp_path):
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    with pytest.raises(CcacheError, match=r"is inside .*sticky, which others can write"):
+        prepare_ccache_dir(str(sticky / "kerbauth"))
+    assert not (sticky / "kerbauth").exists()
+
+
+def test_dir_below_a_non_sticky_world_writable_dir_is_refused(tmp_path):
+    open_dir = tmp_path / "open"
+    (open_dir / "safe").mkdir(parents=True)
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(CcacheError, match="which anyone can write"):
+        prepare_ccache_dir(str(open_dir / "safe" / "kerbauth"))
+
+
 # --- atomic writes and planted links ------------------------------------------------
 
 
 @pytest.fixture
-def sticky_dir(tmp_path):
-    """A world-writable sticky directory, like /tmp, where users can plant files."""
-    path = tmp_path / "sticky"
-    path.mkdir()
-    os.chmod(path, 0o1777)
-    return path
+def cache_dir(tmp_path):
+    """The hub's cache directory, held open (root, 0711)."""
+    held = CacheDirectory(str(tmp_path / "cc")).open()
+    yield held
+    held.close()
 
 
 @pytest.fixture
@@ -100,113 +118,125 @@ def assert_user_cache(path, content):
     assert (st.st_uid, st.st_gid) == (UID, GID)
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert st.st_nlink == 1
-    assert path.read_bytes() == content
-
-
-def fill_with(content):
-    def fill(tmp):
-        with open(tmp, "xb") as f:
-            f.write(content)
-
-    return fill
+    assert open(path, "rb").read() == content
 
 
 def assert_no_leftovers(directory, *expected):
     assert sorted(os.listdir(directory)) == sorted(expected)
 
 
-def test_symlink_planted_at_the_cache_path(sticky_dir, victim):
-    cache = sticky_dir / "krb5cc_alice"
-    cache.symlink_to(victim)
-    os.lchown(cache, UID, GID)
-    write_ccache(str(cache), fill_with(b"new-ticket"), UID, GID)
+def test_symlink_at_the_cache_path_is_replaced_not_followed(cache_dir, victim):
+    cache = cache_dir.file_path("krb5cc_alice")
+    os.symlink(victim, cache)
+    cache_dir.write("krb5cc_alice", b"new-ticket", UID, GID)
     assert_victim_untouched(victim)
     assert_user_cache(cache, b"new-ticket")
-    assert_no_leftovers(sticky_dir, "krb5cc_alice")
+    assert_no_leftovers(cache_dir.path, "krb5cc_alice")
 
 
-def test_hardlink_planted_at_the_cache_path(sticky_dir, victim):
-    # fs.protected_hardlinks would stop a real user linking root's file; root
-    # planting the link here stands in for a kernel without that protection.
-    cache = sticky_dir / "krb5cc_alice"
+def test_hardlink_at_the_cache_path_is_replaced(cache_dir, victim):
+    cache = cache_dir.file_path("krb5cc_alice")
     os.link(victim, cache)
-    write_ccache(str(cache), fill_with(b"new-ticket"), UID, GID)
+    cache_dir.write("krb5cc_alice", b"new-ticket", UID, GID)
     assert_victim_untouched(victim)
     assert_user_cache(cache, b"new-ticket")
 
 
-GUESSABLE = [
-    "krb5cc_alice.tmp",
-    "krb5cc_alice.new",
-    "krb5cc_alice~",
-    ".krb5cc_alice",
-    "krb5cc_alice.XXXXXX",
-    ".kerbauth-",
-    ".kerbauth-tmp",
-    "tkt_alice",
-    "ccache",
-]
+GUESSABLE = ["krb5cc_alice.tmp", "krb5cc_alice.new", "krb5cc_alice~", ".kerbauth-", "ccache"]
 
 
-def test_links_planted_at_guessable_temp_paths(sticky_dir, victim, tmp_path):
-    hard_victim = tmp_path / "hard-victim"
-    hard_victim.write_bytes(VICTIM_CONTENT)
-    os.chmod(hard_victim, 0o644)
+def test_links_at_guessable_temp_names_are_never_written_through(cache_dir, victim):
     for name in GUESSABLE:
-        (sticky_dir / name).symlink_to(victim)
-        os.link(hard_victim, sticky_dir / f"{name}.hard")
-    cache = sticky_dir / "krb5cc_alice"
-    write_ccache(str(cache), fill_with(b"new-ticket"), UID, GID)
+        os.symlink(victim, cache_dir.file_path(name))
+    cache_dir.write("krb5cc_alice", b"new-ticket", UID, GID)
     assert_victim_untouched(victim)
-    assert_victim_untouched(hard_victim)
-    assert_user_cache(cache, b"new-ticket")
-    planted = GUESSABLE + [f"{n}.hard" for n in GUESSABLE]
-    assert_no_leftovers(sticky_dir, "krb5cc_alice", *planted)
+    assert_user_cache(cache_dir.file_path("krb5cc_alice"), b"new-ticket")
+    assert_no_leftovers(cache_dir.path, "krb5cc_alice", *GUESSABLE)
 
 
-def test_the_fill_only_ever_sees_a_private_directory(sticky_dir):
-    seen = {}
-
-    def fill(tmp):
-        st = os.lstat(os.path.dirname(tmp))
-        seen["mode"] = stat.S_IMODE(st.st_mode)
-        seen["uid"] = st.st_uid
-        fill_with(b"x")(tmp)
-
-    write_ccache(str(sticky_dir / "krb5cc_alice"), fill, UID, GID)
-    assert seen == {"mode": 0o700, "uid": os.geteuid()}
-
-
-def test_failed_fill_leaves_the_previous_cache_and_no_temp_file(sticky_dir):
-    cache = sticky_dir / "krb5cc_alice"
-    write_ccache(str(cache), fill_with(b"old-ticket"), UID, GID)
-
-    def failing(tmp):
-        fill_with(b"half")(tmp)
-        raise TicketError("kdc_unreachable", "no KDC")
-
-    with pytest.raises(TicketError):
-        write_ccache(str(cache), failing, UID, GID)
-    assert_user_cache(cache, b"old-ticket")
-    assert_no_leftovers(sticky_dir, "krb5cc_alice")
-
-
-def test_a_fill_that_leaves_a_link_is_refused(sticky_dir, victim):
-    def sneaky(tmp):
-        os.symlink(victim, tmp)
-
-    with pytest.raises(CcacheError):
-        write_ccache(str(sticky_dir / "krb5cc_alice"), sneaky, UID, GID)
+def test_read_and_remove_never_follow_a_link(cache_dir, victim):
+    os.symlink(victim, cache_dir.file_path("krb5cc_alice"))
+    with pytest.raises(CcacheError, match="cannot be read"):
+        cache_dir.read("krb5cc_alice")
+    assert cache_dir.remove("krb5cc_alice") is True
+    assert cache_dir.remove("krb5cc_alice") is False
+    assert cache_dir.read("krb5cc_alice") is None
     assert_victim_untouched(victim)
-    assert_no_leftovers(sticky_dir)
 
 
-def test_remove_ccache_removes_a_planted_link_not_its_target(sticky_dir, victim):
-    cache = sticky_dir / "krb5cc_alice"
-    cache.symlink_to(victim)
-    assert remove_ccache(str(cache)) is True
-    assert remove_ccache(str(cache)) is False
-    assert_victim_untouched(victim)
+def test_a_removed_dir_is_made_again_by_the_hub(cache_dir):
+    os.rmdir(cache_dir.path)  # a /tmp cleaner, say
+    cache_dir.write("krb5cc_alice", b"new-ticket", UID, GID)
+    st = os.lstat(cache_dir.path)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o711)
+    assert_user_cache(cache_dir.file_path("krb5cc_alice"), b"new-ticket")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o711])
+def test_a_dir_remade_by_someone_else_gets_no_cache(cache_dir, mode):
+    cache_dir.write("krb5cc_alice", b"old-ticket", UID, GID)
+    os.unlink(cache_dir.file_path("krb5cc_alice"))
+    os.rmdir(cache_dir.path)
+    os.mkdir(cache_dir.path)
+    os.chmod(cache_dir.path, mode)
+    os.chown(cache_dir.path, UID, GID)  # the user who took the free name
+    with pytest.raises(CcacheError, match="was replaced while the hub ran"):
+        cache_dir.write("krb5cc_bob", b"bobs-ticket", UID + 1, GID)
+    assert os.listdir(cache_dir.path) == []
+
+
+def test_stale_temp_files_of_a_dead_hub_are_removed_at_open(tmp_path):
+    path = tmp_path / "cc"
+    CacheDirectory(str(path)).open().close()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (path / f".kerbauth-{dead.pid}-0123abcd").write_bytes(b"a ticket from a killed hub")
+    (path / ".kerbauth-x1y2z3").mkdir()  # an older release's private directory
+    (path / ".kerbauth-x1y2z3" / "ccache").write_bytes(b"another")
+    live = path / ".kerbauth-1-89abcdef"  # pid 1 is alive: another hub's, in use
+    live.write_bytes(b"in use")
+    CacheDirectory(str(path)).open().close()
+    assert os.listdir(path) == [live.name]
+
+
+@pytest.fixture
+def full_cache_dir(tmp_path):
+    """A cache directory on a small tmpfs (64 KiB), to be filled up by the test."""
+    path = tmp_path / "small"
+    path.mkdir(mode=0o711)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0711", "kerbauth-test", str(path)],
+        check=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def fill_up(directory):
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_a_full_file_system_is_a_ccache_error_and_keeps_the_old_cache(full_cache_dir):
+    held = CacheDirectory(str(full_cache_dir)).open()
+    try:
+        held.write("krb5cc_alice", b"old-ticket", UID, GID)
+        fill_up(full_cache_dir)
+        with pytest.raises(CcacheError, match="No space left on device") as info:
+            held.write("krb5cc_alice", b"new-ticket" * 1000, UID, GID)
+    finally:
+        held.close()
+    assert info.value.cause == "ccache"
+    assert_user_cache(full_cache_dir / "krb5cc_alice", b"old-ticket")
+    assert_no_leftovers(full_cache_dir, "krb5cc_alice", "filler")
 
 
 # --- reading a cache ----------------------------------------------------------------
@@ -217,17 +247,15 @@ def test_read_ccache_gives_the_principal_and_tgt_times(krb5_env, tmp_path, backe
     realm = krb5_env
     keytab = tmp_path / "kt"
     principal = add_principal(realm, f"reader{backend}", str(keytab))
-    cache = tmp_path / "cc" / "krb5cc_reader"
-    cache.parent.mkdir(mode=0o700)
-    tickets.keytab_ticket(
+    data = tickets.keytab_ticket_bytes(
         tickets.make_backend(backend),
         principal=principal,
         keytab=str(keytab),
-        ccache=str(cache),
-        uid=UID,
-        gid=GID,
+        keytab_owner=0,
         timeout=10,
     )
+    held = CacheDirectory(str(tmp_path / "cc")).open()
+    cache = held.write("krb5cc_reader", data, UID, GID)
     times = read_ccache(f"FILE:{cache}")
     assert times.principal == principal
     # k5test's default maximum life is 24 hours.

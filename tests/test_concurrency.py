@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kerbauth import tickets
-from kerbauth.ccache import read_ccache
+from kerbauth.ccache import CacheDirectory, read_ccache
 from support.realm import add_principal
 
 UID, GID = 54321, 54322
@@ -19,20 +19,15 @@ def test_reader_never_sees_an_empty_or_partial_cache(krb5_env, tmp_path, backend
     keytab = tmp_path / "kt"
     principal = add_principal(realm, f"busy{backend_name}", str(keytab), uid=UID, gid=GID)
     cache_dir = tmp_path / "cc"
-    cache_dir.mkdir(mode=0o711)
+    held = CacheDirectory(str(cache_dir)).open()
     cache = cache_dir / "krb5cc_busy"
     backend = tickets.make_backend(backend_name, max_workers=4)
 
     def request(_):
-        tickets.keytab_ticket(
-            backend,
-            principal=principal,
-            keytab=str(keytab),
-            ccache=str(cache),
-            uid=UID,
-            gid=GID,
-            timeout=20,
+        data = tickets.keytab_ticket_bytes(
+            backend, principal=principal, keytab=str(keytab), keytab_owner=UID, timeout=20
         )
+        held.write("krb5cc_busy", data, UID, GID)
 
     request(0)
     stop = threading.Event()

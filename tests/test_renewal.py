@@ -4,12 +4,11 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import pytest
 
 from kerbauth import tickets
-from kerbauth.ccache import read_ccache
+from kerbauth.ccache import CacheDirectory, parse_ccache, read_ccache
 from kerbauth.errors import TicketError
 from kerbauth.renewal import RenewalTarget, Renewer
 from support.realm import add_principal
@@ -31,24 +30,55 @@ def executor():
         yield pool
 
 
+class Server:
+    """One running server's cache, kept as the hub keeps it: the hub's record of the
+    ticket it wrote (``times``) decides when it is due, never the file."""
+
+    def __init__(self, k5, tmp_path, name, backend):
+        self.name, self.backend = name, backend
+        self.keytab = tmp_path / f"{name}.keytab"
+        self.principal = add_principal(k5, name, str(self.keytab), uid=UID, gid=GID)
+        base = tmp_path / "cc"
+        base.mkdir(mode=0o711, exist_ok=True)
+        self.cache_dir = CacheDirectory(str(base)).open()
+        self.cache = self.cache_dir.file_path(f"krb5cc_{name}")
+        self.times = None
+        self.renew()
+
+    def renew(self):
+        data = tickets.keytab_ticket_bytes(
+            self.backend,
+            principal=self.principal,
+            keytab=str(self.keytab),
+            keytab_owner=UID,
+            timeout=5,
+        )
+        self.cache_dir.write(f"krb5cc_{self.name}", data, UID, GID)
+        ticket = parse_ccache(data)
+        self.times = (ticket.start, ticket.end)
+        return self.times
+
+    def inspect(self):
+        data = self.cache_dir.read(f"krb5cc_{self.name}")
+        if data is None:
+            return "absent"
+        return "ok" if parse_ccache(data).principal == self.principal else "foreign"
+
+    def target(self):
+        return RenewalTarget(
+            key=self.name, times=self.times, inspect=self.inspect, renew=self.renew
+        )
+
+
 def make_target(k5, tmp_path, name, backend):
-    keytab = tmp_path / f"{name}.keytab"
-    principal = add_principal(k5, name, str(keytab), uid=UID, gid=GID)
-    cache_dir = tmp_path / "cc"
-    cache_dir.mkdir(mode=0o711, exist_ok=True)
-    cache = str(cache_dir / f"krb5cc_{name}")
-    renew = partial(
-        tickets.keytab_ticket,
-        backend,
-        principal=principal,
-        keytab=str(keytab),
-        ccache=cache,
-        uid=UID,
-        gid=GID,
-        timeout=5,
-    )
-    renew()
-    return RenewalTarget(key=name, cache=cache, renew=renew)
+    server = Server(k5, tmp_path, name, backend)
+    target = server.target()
+    target.cache = server.cache
+    return target
+
+
+def stub_target(key, renew):
+    return RenewalTarget(key=key, times=None, inspect=lambda: "ok", renew=renew)
 
 
 def renewer(targets, executor, clock, margin=600, log=None, lanes=1):
@@ -86,7 +116,7 @@ def test_short_tickets_are_renewed_at_half_life():
     start, end = 1000, 1000 + 120  # a 2-minute ticket, far shorter than the margin
     assert not r.is_due((start, end), start + 30)
     assert r.is_due((start, end), start + 61)
-    assert r.is_due(None, start), "an unreadable cache is due"
+    assert r.is_due(None, start), "a ticket the hub has no record of is due"
     assert not r.is_due((0, 36000), 36000 - 1801)
     assert r.is_due((0, 36000), 36000 - 1800)
 
@@ -126,7 +156,7 @@ async def test_backoff_is_capped(tmp_path, executor):
         calls.append(1)
         raise TicketError("kdc_unreachable", "down")
 
-    target = RenewalTarget(key="x", cache=str(tmp_path / "missing"), renew=failing)
+    target = stub_target("x", failing)
     clock = Clock(0)
     r = Renewer(
         targets=lambda: [target],
@@ -148,7 +178,7 @@ async def test_a_stopped_server_is_forgotten(tmp_path, executor):
     def failing():
         raise TicketError("kdc_unreachable", "down")
 
-    targets = [RenewalTarget(key="gone", cache=str(tmp_path / "missing"), renew=failing)]
+    targets = [stub_target("gone", failing)]
     r = Renewer(
         targets=lambda: targets,
         executor=executor,
@@ -179,10 +209,7 @@ async def test_a_sweep_keeps_to_its_lanes_and_leaves_the_pool_room(tmp_path, exe
         with lock:
             running[0] -= 1
 
-    targets = [
-        RenewalTarget(key=f"u{n}", cache=str(tmp_path / f"missing{n}"), renew=slow_renew)
-        for n in range(12)
-    ]
+    targets = [stub_target(f"u{n}", slow_renew) for n in range(12)]
     r = renewer(targets, executor, Clock(0), lanes=2)
     loop = asyncio.get_running_loop()
     sweep = asyncio.ensure_future(r.sweep())

@@ -134,8 +134,10 @@ async def test_renewal_sweeps_the_running_servers_caches(setup, account):
     await authenticator.pre_spawn_start(user, server)
     path = server.environment["KRB5CCNAME"].removeprefix("FILE:")
     before = open(path, "rb").read()
-    (target,) = authenticator._renewal_targets()
-    assert (target.key, target.cache) == (USER, path)
+    (target,) = await authenticator._renewal_targets()
+    issued = authenticator._issued[USER]
+    assert (target.key, target.times) == (USER, (issued.start, issued.end))
+    assert target.inspect() == "ok"
     # Pretend the ticket is about to end: a margin longer than its life.
     authenticator.renewer.margin = 10**9
     authenticator.renewer.clock = lambda: 2**31
