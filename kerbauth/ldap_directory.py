@@ -217,7 +217,11 @@ class _BoundedSocket:
                 self.buffer.clear()
                 return rest
             self.sock.settimeout(self.limits.time_left(answer_deadline))
-            chunk = self.sock.recv(_CHUNK)
+            try:
+                chunk = self.sock.recv(_CHUNK)
+            except TimeoutError:
+                self.limits.time_left()  # LoginDeadline if that was the login's deadline
+                raise
             if not chunk:
                 self._eof = True
                 continue
@@ -229,13 +233,19 @@ class _BoundedSocket:
             self.buffer += chunk
 
     def send(self, data, flags=0):
-        self.sock.settimeout(self.limits.time_left(time.monotonic() + self.limits.receive_timeout))
-        return self.sock.send(data)
+        return self._sending(self.sock.send, data)
 
     def sendall(self, data, flags=0):
         # Since Python 3.5 the timeout bounds the whole sendall.
+        return self._sending(self.sock.sendall, data)
+
+    def _sending(self, send, data):
         self.sock.settimeout(self.limits.time_left(time.monotonic() + self.limits.receive_timeout))
-        return self.sock.sendall(data)
+        try:
+            return send(data)
+        except TimeoutError:
+            self.limits.time_left()
+            raise
 
     def __getattr__(self, name):
         return getattr(self.sock, name)
