@@ -1,16 +1,39 @@
-"""The ``kinit`` backend: tickets from the kinit program (MIT or Heimdal).
+"""The ``kinit`` backend: tickets from the kinit program.
 
 Used when the krb5 bindings are not installed, or when a site wants its own
-kinit. The keytab is handed over as an inherited descriptor (``/dev/fd/N``),
-so kinit reads exactly the file kerbauth checked; no secret is put in argv or
-in the environment. ``subprocess.run`` kills kinit when the timeout passes,
-so a hung KDC costs at most ``timeout`` seconds.
+kinit. Keytab tickets work with MIT and Heimdal kinit; password tickets and
+renewal use MIT kinit's ways (the password on stdin, ``-R``).
+
+kinit runs as ``run_as`` (see :mod:`kerbauth.children`) with a minimal
+environment, in a scratch directory the hub made for it and gave to that uid:
+
+- the keytab: its checked bytes in a sealed memory file passed as an
+  inherited descriptor (``FILE:/dev/fd/N``), readable by ``run_as`` only; kinit
+  cannot reopen the checked file itself as another uid, and nothing of the
+  keytab is written to disk;
+- the password: on kinit's stdin, never in argv or the environment;
+- the cache to renew: a file in the scratch directory, owned by ``run_as``;
+- the new cache: written by kinit in the scratch directory, read back
+  without following links, then the directory is removed.
+
+``subprocess.run`` kills kinit when the timeout passes, so a hung KDC costs
+at most ``timeout`` seconds.
 """
 
-import os
 import subprocess
 
+from .children import (
+    HubScratch,
+    check_run_as,
+    child_environment,
+    describe,
+    fd_name,
+    keytab_memfd,
+    run_as_options,
+    start_error,
+)
 from .errors import TicketError, cause_from_message
+from .keytab import read_keytab_bytes
 
 __all__ = ["KinitBackend"]
 
@@ -21,40 +44,71 @@ class KinitBackend:
     def __init__(self, kinit_path="kinit"):
         self.kinit_path = kinit_path
 
-    def keytab_ticket(self, principal, keytab_fd, ccache_path, timeout):
-        """Write a TGT for ``principal`` from the keytab at ``keytab_fd`` into ``ccache_path``."""
-        argv = [
-            self.kinit_path,
-            "-k",
-            "-t",
-            f"FILE:/dev/fd/{keytab_fd}",
-            "-c",
-            f"FILE:{ccache_path}",
-            "--",
-            principal,
-        ]
-        env = dict(os.environ)
-        # The cache is named on the command line; an inherited KRB5CCNAME must
-        # not send anything elsewhere.
-        env.pop("KRB5CCNAME", None)
+    def keytab_ticket(self, principal, keytab_fd, timeout, run_as=None):
+        """A TGT for ``principal`` from the keytab open at ``keytab_fd``: a FILE cache's bytes."""
+        data = read_keytab_bytes(keytab_fd, fd_name(keytab_fd))
+        run_as = check_run_as(run_as)
+        with keytab_memfd(data, run_as) as memfd, HubScratch(run_as) as scratch:
+            scratch.hand_over()
+            argv = ["-k", "-t", f"FILE:/dev/fd/{memfd}", "-c", f"FILE:{scratch.path}/ccache"]
+            self._run([*argv, "--", principal], principal, timeout, run_as, pass_fds=(memfd,))
+            return scratch.read_cache("ccache", principal)
+
+    def password_ticket(self, principal, password, renew_life, timeout, run_as=None):
+        """A TGT for ``principal`` from ``password``: the bytes of a FILE cache.
+
+        ``renew_life`` (seconds, 0 for none) is the renewable life asked for.
+        The password goes to kinit's stdin only.
+        """
+        run_as = check_run_as(run_as)
+        with HubScratch(run_as) as scratch:
+            scratch.hand_over()
+            argv = ["-c", f"FILE:{scratch.path}/ccache"]
+            if renew_life:
+                argv += ["-r", f"{int(renew_life)}s"]
+            self._run(
+                [*argv, "--", principal],
+                principal,
+                timeout,
+                run_as,
+                stdin=(password + "\n").encode(),
+            )
+            return scratch.read_cache("ccache", principal)
+
+    def renew_ticket(self, data, timeout, run_as=None):
+        """The TGT in the cache bytes ``data``, renewed: the bytes of the new FILE cache."""
+        run_as = check_run_as(run_as)
+        with HubScratch(run_as) as scratch:
+            scratch.write("ccache", data)
+            scratch.hand_over()
+            what = "the ticket to renew"
+            self._run(["-R", "-c", f"FILE:{scratch.path}/ccache"], what, timeout, run_as)
+            return scratch.read_cache("ccache", what)
+
+    def _run(self, args, principal, timeout, run_as, pass_fds=(), stdin=None):
         try:
             result = subprocess.run(
-                argv,
-                env=env,
-                pass_fds=(keytab_fd,),
-                stdin=subprocess.DEVNULL,
+                [self.kinit_path, *args],
+                env=child_environment(),
+                pass_fds=pass_fds,
+                input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
                 capture_output=True,
                 timeout=timeout,
                 check=False,
+                **run_as_options(run_as),
             )
         except subprocess.TimeoutExpired:
             raise TicketError(
                 "timeout", f"{self.kinit_path} for {principal} did not finish within {timeout} s"
             ) from None
         except OSError as e:
-            raise TicketError("config", f"cannot run {self.kinit_path}: {e}") from None
+            raise start_error(self.kinit_path, run_as, e) from None
         if result.returncode != 0:
             message = result.stderr.decode("utf-8", "replace").strip() or (
                 f"exit status {result.returncode}"
             )
-            raise TicketError(cause_from_message(message), f"{self.kinit_path}: {message}")
+            cause = cause_from_message(message)
+            if cause == "other" and "while initializing kerberos 5 library" in message.lower():
+                cause = "config"  # krb5.conf unreadable or broken for that uid
+            raise TicketError(cause, f"{self.kinit_path} (as {describe(run_as)}): {message}")

@@ -3,13 +3,26 @@
 The library calls run in a small pool of long-lived worker processes
 (:mod:`kerbauth.krb5_worker`), one request at a time each. A ticket costs
 about a millisecond there, instead of the several milliseconds of starting
-kinit. Workers are processes rather than threads for one reason: a request to
-a KDC that never answers holds the library for about 27 s (MIT krb5 1.20,
-measured) and no library setting shortens that. A worker that outlives
-``timeout`` is killed, so the request really ends at the timeout and nothing
-is left waiting behind the hub's back.
+kinit. Workers are processes rather than threads for two reasons:
+
+- a request to a KDC that never answers holds the library for about 27 s
+  (MIT krb5 1.20, measured) and no library setting shortens that. A worker
+  that outlives ``timeout`` is killed, so the request really ends at the
+  timeout and nothing is left waiting behind the hub's back;
+- a worker runs as the uid its requests are for (``run_as``, see
+  :mod:`kerbauth.children`), so the library parses a user's keytab or cache
+  with that user's privileges only. A worker serves one uid; the pool holds
+  at most ``max_workers`` processes in all, and an idle worker of another uid
+  is closed to make room.
+
+Keytabs, passwords and caches go to the worker over its stdin and caches come
+back over its stdout (base64 in JSON lines): nothing is written where the
+caller must clean up, and the worker never opens a path of the hub's.
 """
 
+import base64
+import binascii
+import contextlib
 import importlib.util
 import json
 import os
@@ -19,10 +32,24 @@ import sys
 import threading
 import time
 
-from .errors import TicketError, cause_from_message
-from .keytab import keytab_path_for_fd
+from .children import (
+    MAX_CHILD_CACHE_BYTES,
+    check_run_as,
+    child_environment,
+    describe,
+    fd_name,
+    remove_scratch,
+    run_as_options,
+    scratch_path,
+    start_error,
+)
+from .errors import CAUSES, TicketError, cause_from_message
+from .keytab import read_keytab_bytes
 
 __all__ = ["Krb5Backend", "krb5_available"]
+
+# The longest reply line read from a worker: a 4 MiB cache in base64 and the JSON around it.
+_MAX_REPLY = MAX_CHILD_CACHE_BYTES * 4 // 3 + 4096
 
 
 def krb5_available():
@@ -31,16 +58,16 @@ def krb5_available():
 
 
 class _Worker:
-    def __init__(self):
-        env = dict(os.environ)
-        env.pop("KRB5CCNAME", None)
+    def __init__(self, run_as):
+        self.run_as = run_as
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kerbauth.krb5_worker"],
+            [sys.executable, "-s", "-m", "kerbauth.krb5_worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=env,
-            close_fds=True,
+            env=child_environment(python=True),
+            **run_as_options(run_as),
         )
+        self.answered = False
         self._buffer = b""
 
     def call(self, request, deadline):
@@ -48,6 +75,8 @@ class _Worker:
         self.proc.stdin.flush()
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buffer:
+            if len(self._buffer) > _MAX_REPLY:
+                raise ValueError(f"an answer longer than {_MAX_REPLY} bytes")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
@@ -55,21 +84,28 @@ class _Worker:
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    raise EOFError(f"krb5 worker exited with status {self.proc.wait()}")
+                    raise EOFError(f"the krb5 worker exited with status {self.proc.wait()}")
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+        reply = json.loads(line)
+        self.answered = True
+        return reply
 
     def kill(self):
         self.proc.kill()
         self.proc.wait()
-        self.proc.stdin.close()
-        self.proc.stdout.close()
+        self._close_pipes()
 
     def close(self):
-        self.proc.stdin.close()
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
         self.proc.wait()
-        self.proc.stdout.close()
+        self._close_pipes()
+
+    def _close_pipes(self):
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 class Krb5Backend:
@@ -78,89 +114,139 @@ class Krb5Backend:
     def __init__(self, max_workers=4):
         self.max_workers = max_workers
         self._slots = threading.BoundedSemaphore(max_workers)
-        self._idle = []
         self._lock = threading.Lock()
+        self._idle = {}  # run_as -> [idle _Worker], oldest first
+        self._processes = 0  # workers alive, busy or idle
 
-    def keytab_ticket(self, principal, keytab_fd, ccache_path, timeout):
-        """Write a TGT for ``principal`` from the keytab at ``keytab_fd`` into ``ccache_path``."""
-        self._request(
-            {
-                "op": "keytab_ticket",
-                "principal": principal,
-                "keytab": keytab_path_for_fd(keytab_fd),
-                "ccache": ccache_path,
-            },
-            principal,
-            timeout,
-        )
+    def keytab_ticket(self, principal, keytab_fd, timeout, run_as=None):
+        """A TGT for ``principal`` from the keytab open at ``keytab_fd``: a FILE cache's bytes.
 
-    def password_ticket(self, principal, password, ccache_path, renew_life, timeout):
-        """Write a TGT for ``principal`` from ``password`` to ``ccache_path``.
+        The keytab's bytes are read from the descriptor (checked against the
+        caps of :mod:`kerbauth.keytab` again) and sent to the worker.
+        """
+        data = read_keytab_bytes(keytab_fd, fd_name(keytab_fd))
+        request = {
+            "op": "keytab_ticket",
+            "principal": principal,
+            "keytab": base64.b64encode(data).decode(),
+        }
+        return self._request(request, principal, timeout, run_as)
+
+    def password_ticket(self, principal, password, renew_life, timeout, run_as=None):
+        """A TGT for ``principal`` from ``password``: the bytes of a FILE cache.
 
         ``renew_life`` (seconds, 0 for none) is the renewable life asked for.
         The password goes to the worker over its stdin pipe only.
         """
-        self._request(
-            {
-                "op": "password_ticket",
-                "principal": principal,
-                "password": password,
-                "renew_life": renew_life,
-                "ccache": ccache_path,
-            },
-            principal,
-            timeout,
-        )
+        request = {
+            "op": "password_ticket",
+            "principal": principal,
+            "password": password,
+            "renew_life": renew_life,
+        }
+        return self._request(request, principal, timeout, run_as)
 
-    def renew_ticket(self, source_path, ccache_path, timeout):
-        """Renew the TGT in ``source_path`` and write the result to ``ccache_path``."""
-        self._request(
-            {"op": "renew_ticket", "source": source_path, "ccache": ccache_path},
-            source_path,
-            timeout,
-        )
+    def renew_ticket(self, data, timeout, run_as=None):
+        """The TGT in the cache bytes ``data``, renewed: the bytes of the new FILE cache."""
+        request = {"op": "renew_ticket", "ccache": base64.b64encode(data).decode()}
+        return self._request(request, "the ticket to renew", timeout, run_as)
 
-    def _request(self, request, principal, timeout):
+    def _request(self, request, principal, timeout, run_as):
+        run_as = check_run_as(run_as)
         deadline = time.monotonic() + timeout
         if not self._slots.acquire(timeout=timeout):
             raise TicketError(
                 "timeout", f"no krb5 worker became free within {timeout} s for {principal}"
             )
         try:
-            reply = self._call(request, principal, deadline, timeout)
+            reply = self._call(request, principal, deadline, timeout, run_as)
         finally:
             self._slots.release()
-        if not reply["ok"]:
-            message = reply["message"]
-            raise TicketError(cause_from_message(message), f"{principal}: {message}")
-
-    def _call(self, request, principal, deadline, timeout):
-        with self._lock:
-            worker = self._idle.pop() if self._idle else None
-        reused = worker is not None
-        if worker is None:
-            worker = _Worker()
+        if not reply.get("ok"):
+            message = str(reply.get("message"))
+            cause = reply.get("cause")
+            if cause not in CAUSES:
+                cause = cause_from_message(message)
+            raise TicketError(cause, f"{principal}: {message}")
         try:
-            reply = worker.call(request, deadline)
+            return base64.b64decode(reply["ccache"], validate=True)
+        except (KeyError, TypeError, binascii.Error):
+            raise TicketError("other", f"{principal}: the krb5 worker sent no cache") from None
+
+    def _take(self, run_as):
+        """An idle worker for ``run_as``, or a new one (closing another uid's idle one if full)."""
+        victim = None
+        with self._lock:
+            idle = self._idle.get(run_as)
+            if idle:
+                return idle.pop()
+            if self._processes >= self.max_workers:
+                # This request holds a slot, so at most max_workers - 1 workers
+                # are busy: an idle one (of another uid) exists.
+                victim = min(
+                    (workers[0] for workers in self._idle.values() if workers),
+                    key=lambda w: w.idle_since,
+                )
+                self._idle[victim.run_as].remove(victim)
+                self._processes -= 1
+            self._processes += 1
+        if victim is not None:
+            victim.close()
+        try:
+            return _Worker(run_as)
+        except OSError as e:
+            with self._lock:
+                self._processes -= 1
+            raise start_error(f"the krb5 worker ({sys.executable})", run_as, e) from None
+
+    def _put_back(self, worker):
+        worker.idle_since = time.monotonic()
+        with self._lock:
+            self._idle.setdefault(worker.run_as, []).append(worker)
+
+    def _discard(self, worker):
+        worker.kill()
+        with self._lock:
+            self._processes -= 1
+
+    def _call(self, request, principal, deadline, timeout, run_as):
+        worker = self._take(run_as)
+        scratch = scratch_path()
+        try:
+            reply = worker.call({**request, "scratch": scratch}, deadline)
         except TimeoutError:
-            worker.kill()
+            self._discard(worker)
+            remove_scratch(scratch)
             raise TicketError(
                 "timeout", f"the KDC did not answer for {principal} within {timeout} s"
             ) from None
         except (OSError, EOFError, ValueError) as e:
-            worker.kill()
+            reused = worker.answered
+            self._discard(worker)
+            remove_scratch(scratch)
             if reused:
                 # An idle worker that died (killed from outside, say): the
                 # request never reached a KDC, so a fresh worker may try it.
-                return self._call(request, principal, deadline, timeout)
-            raise TicketError("other", f"krb5 worker failed: {e}") from None
-        with self._lock:
-            self._idle.append(worker)
+                return self._call(request, principal, deadline, timeout, run_as)
+            status = worker.proc.returncode
+            if isinstance(e, EOFError) and status is not None and status > 0:
+                raise TicketError(
+                    "config",
+                    f"the krb5 worker running as {describe(run_as)} exited with status {status}"
+                    " before it answered: can that uid run the hub's Python and import kerbauth?"
+                    " (the worker's own error is in the hub's log)",
+                ) from None
+            raise TicketError(
+                "other", f"the krb5 worker running as {describe(run_as)} failed: {e}"
+            ) from None
+        self._put_back(worker)
         return reply
 
     def close(self):
         """Stop the idle workers (busy ones stop when they see their stdin close)."""
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle = [w for workers in self._idle.values() for w in workers]
+            self._idle = {}
+            self._processes -= len(idle)
         for worker in idle:
             worker.close()

@@ -1,47 +1,103 @@
-"""The worker process of the in-process backend (run as ``python -m kerbauth.krb5_worker``).
+"""The worker process of the krb5 backend (run as ``python -m kerbauth.krb5_worker``).
 
 It reads one JSON request a line on stdin and answers one JSON line on
-stdout. It is single-threaded and keeps one krb5 context, which MIT requires
-to be used by one thread at a time. The hub kills a worker whose request
-outlives the timeout (MIT krb5 1.20 has no setting that bounds how long it
-waits for a KDC that never answers: 27 s was measured); the worker exits when
-its stdin closes, so it never outlives the hub.
+stdout; keytabs and caches travel in both directions as base64 inside the
+JSON, so the worker never opens a file of the user's or the hub's. It runs as
+the uid the hub chose for it (the user's own, normally: see
+:mod:`kerbauth.children`) and serves that uid's requests only.
+
+It is single-threaded and keeps one krb5 context, which MIT requires to be
+used by one thread at a time. The hub kills a worker whose request outlives
+the timeout (MIT krb5 1.20 has no setting that bounds how long it waits for a
+KDC that never answers: 27 s was measured); the worker exits when its stdin
+closes, so it never outlives the hub.
+
+Each request works in a scratch directory of its own, whose path the hub
+chose (``kerbauth-<hub pid>-<random>`` in the temporary directory): made here
+(mode 0700, this uid's), removed when the request ends. The keytab is never
+written there: it goes into an unnamed memory file (``memfd``), which the
+library reads as ``FILE:/proc/self/fd/N``. The worker makes itself
+non-dumpable, so other processes of its uid cannot trace it, read its memory
+or open its descriptors while it holds a key or a ticket.
+
+Only the standard library and ``krb5`` are imported here (kerbauth's own
+package, which the ``-m`` start imports first, is kept light for that).
 """
 
+import base64
+import ctypes
 import json
+import os
+import shutil
+import stat
 import sys
 
 import krb5
 
-
-def keytab_ticket(ctx, principal, keytab, ccache):
-    princ = krb5.parse_name_flags(ctx, principal.encode())
-    kt = krb5.kt_resolve(ctx, keytab.encode())
-    opt = krb5.get_init_creds_opt_alloc(ctx)
-    creds = krb5.get_init_creds_keytab(ctx, princ, opt, keytab=kt)
-    _store(ctx, princ, creds, ccache)
+MAX_CACHE_BYTES = 4 * 1024 * 1024
+_PR_SET_DUMPABLE = 4
 
 
-def _store(ctx, principal, creds, ccache):
-    cache = krb5.cc_resolve(ctx, b"FILE:" + ccache.encode())
-    krb5.cc_initialize(ctx, cache, principal)
-    krb5.cc_store_cred(ctx, cache, creds)
+class ScratchError(Exception):
+    """The scratch directory could not be made (the hub reports it as a config error)."""
 
 
-def password_ticket(ctx, principal, password, renew_life, ccache):
+def keytab_ticket(ctx, scratch, principal, keytab):
+    data = base64.b64decode(keytab)
+    fd = os.memfd_create("kerbauth-keytab", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        princ = krb5.parse_name_flags(ctx, principal.encode())
+        kt = krb5.kt_resolve(ctx, f"FILE:/proc/self/fd/{fd}".encode())
+        opt = krb5.get_init_creds_opt_alloc(ctx)
+        creds = krb5.get_init_creds_keytab(ctx, princ, opt, keytab=kt)
+        del kt
+    finally:
+        os.close(fd)
+    return _store(ctx, princ, creds, scratch)
+
+
+def password_ticket(ctx, scratch, principal, password, renew_life):
     princ = krb5.parse_name_flags(ctx, principal.encode())
     opt = krb5.get_init_creds_opt_alloc(ctx)
     if renew_life:
         krb5.get_init_creds_opt_set_renew_life(opt, int(renew_life))
     creds = krb5.get_init_creds_password(ctx, princ, opt, password=password.encode())
-    _store(ctx, princ, creds, ccache)
+    return _store(ctx, princ, creds, scratch)
 
 
-def renew_ticket(ctx, source, ccache):
+def renew_ticket(ctx, scratch, ccache):
+    source = os.path.join(scratch, "source")
+    fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(base64.b64decode(ccache))
     old = krb5.cc_resolve(ctx, b"FILE:" + source.encode())
     princ = krb5.cc_get_principal(ctx, old)
     creds = krb5.get_renewed_creds(ctx, princ, old)
-    _store(ctx, princ, creds, ccache)
+    return _store(ctx, princ, creds, scratch)
+
+
+def _store(ctx, principal, creds, scratch):
+    path = os.path.join(scratch, "ccache")
+    cache = krb5.cc_resolve(ctx, b"FILE:" + path.encode())
+    krb5.cc_initialize(ctx, cache, principal)
+    krb5.cc_store_cred(ctx, cache, creds)
+    del cache
+    return _read_cache(path)
+
+
+def _read_cache(path):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise ValueError("the new cache is not a regular file with one link")
+        data = f.read(MAX_CACHE_BYTES + 1)
+    if len(data) > MAX_CACHE_BYTES:
+        raise ValueError(f"the new cache is larger than {MAX_CACHE_BYTES} bytes")
+    return data
 
 
 OPERATIONS = {
@@ -51,17 +107,58 @@ OPERATIONS = {
 }
 
 
-def serve(stdin, stdout):
-    ctx = krb5.init_context()
-    for line in stdin:
-        request = json.loads(line)
-        operation = OPERATIONS[request.pop("op")]
+def _make_scratch(path):
+    try:
+        os.mkdir(path, 0o700)
+    except OSError as e:
+        raise ScratchError(
+            f"cannot make the scratch directory {path} as uid {os.getuid()}: {e.strerror}"
+            " (the temporary directory must be writable by the users tickets are made for)"
+        ) from None
+
+
+def handle(ctx, request):
+    """The reply (a dict) to one request."""
+    operation = OPERATIONS[request.pop("op")]
+    scratch = request.pop("scratch")
+    try:
+        _make_scratch(scratch)
         try:
-            operation(ctx, **request)
-        except (krb5.Krb5Error, ValueError, OSError) as e:
-            reply = {"ok": False, "message": str(e)}
-        else:
-            reply = {"ok": True}
+            data = operation(ctx, scratch, **request)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    except ScratchError as e:
+        return {"ok": False, "cause": "config", "message": str(e)}
+    except krb5.Krb5Error as e:
+        return {"ok": False, "message": str(e)}
+    except Exception as e:  # a malformed cache or keytab: the request fails, not the worker
+        return {"ok": False, "message": f"{type(e).__name__}: {e}"}
+    return {"ok": True, "ccache": base64.b64encode(data).decode()}
+
+
+def _not_dumpable():
+    """No core dumps, no ptrace and no /proc/<pid>/{mem,fd,environ} for other processes."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def serve(stdin, stdout):
+    _not_dumpable()
+    try:
+        ctx, failed = krb5.init_context(), None
+    except krb5.Krb5Error as e:  # krb5.conf unreadable for this uid, say: each request says so
+        ctx, failed = (
+            None,
+            {
+                "ok": False,
+                "cause": "config",
+                "message": f"the Kerberos library cannot start as uid {os.getuid()}: {e}",
+            },
+        )
+    for line in stdin:
+        reply = failed or handle(ctx, json.loads(line))
         stdout.write(json.dumps(reply) + "\n")
         stdout.flush()
 

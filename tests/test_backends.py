@@ -1,128 +1,291 @@
-"""Both backends against the real test realm: tickets, errors, and a KDC that never answers."""
+"""Both backends against the real test realm, run as the user the ticket is for.
 
+Each request returns the bytes of a FILE cache; the process that parses the
+keytab or the cache (kinit, a krb5 worker) runs as ``run_as`` with no
+supplementary groups, sees a minimal environment, and leaves nothing behind.
+"""
+
+import base64
+import glob
+import json
 import os
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from kerbauth import tickets
-from kerbauth.ccache import read_ccache
+from kerbauth.ccache import parse_ccache
+from kerbauth.children import child_environment, remove_stale_scratch
 from kerbauth.errors import TicketError
+from kerbauth.keytab import open_keytab
 from support.ports import free_port_block
-from support.realm import add_principal, klist
+from support.realm import add_principal
 
 BACKENDS = ["krb5", "kinit"]
-UID, GID = 54321, 54322
+PASSWORD = "Correct-Horse-7-Battery"
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, krb5_env):
-    made = tickets.make_backend(request.param)
-    yield made
-    if hasattr(made, "close"):
-        made.close()
+def own_scratch():
+    """Scratch directories of this test process (the "hub") left in the temporary directory."""
+    return glob.glob(os.path.join(tempfile.gettempdir(), f"kerbauth-{os.getpid()}-*"))
+
+
+# A kinit that records who it runs as (/proc/self/status) and its environment,
+# then becomes the real kinit: the same process, uid and groups.
+RECORDING_KINIT = """#!/bin/sh
+grep -E '^(Uid|Gid|Groups):' /proc/self/status > {record}.status
+env -0 > {record}.env
+exec kinit "$@"
+"""
 
 
 @pytest.fixture
-def cache_dir(tmp_path):
-    path = tmp_path / "ccaches"
-    path.mkdir(mode=0o711)
-    return path
+def recording_kinit():
+    """``(kinit_path, read)``: read() gives ``{"Uid": [...], "Gid": [...], "Groups": [...]}``."""
+    directory = tempfile.mkdtemp(prefix="kbt-kinit-")
+    os.chmod(directory, 0o1777)  # the user's kinit writes its record here
+    record = os.path.join(directory, "record")
+    path = os.path.join(directory, "kinit")
+    with open(path, "w") as f:
+        f.write(RECORDING_KINIT.format(record=record))
+    os.chmod(path, 0o755)
+
+    def read():
+        with open(record + ".status") as f:
+            status = dict(line.split(":", 1) for line in f.read().splitlines())
+        os.unlink(record + ".status")
+        with open(record + ".env", "rb") as f:
+            env = dict(item.split("=", 1) for item in f.read().decode().split("\0") if "=" in item)
+        os.unlink(record + ".env")
+        return {k: v.split() for k, v in status.items()}, env
+
+    try:
+        yield path, read
+    finally:
+        for name in os.listdir(directory):
+            os.unlink(os.path.join(directory, name))
+        os.rmdir(directory)
 
 
-_counter = iter(range(10**6))
+def worker_status(backend):
+    """Uid, Gid and Groups of each idle krb5 worker, read from /proc as root."""
+    found = []
+    for workers in backend._idle.values():
+        for worker in workers:
+            with open(f"/proc/{worker.proc.pid}/status") as f:
+                status = dict(line.split(":", 1) for line in f.read().splitlines())
+            found.append({k: status[k].split() for k in ("Uid", "Gid", "Groups")})
+    return found
 
 
-def user_with_keytab(realm, tmp_path, uid=UID):
-    name = f"u{next(_counter)}"
-    keytab = tmp_path / f"{name}.keytab"
-    principal = add_principal(realm, name, str(keytab), uid=uid, gid=GID)
-    return name, principal, keytab
+@pytest.fixture(params=BACKENDS)
+def backend_as(request, krb5_env, recording_kinit):
+    """``(backend, ran_as)``: ``ran_as()`` gives (uids, gids, groups) of the last child."""
+    if request.param == "krb5":
+        made = tickets.make_backend("krb5", max_workers=2)
+
+        def ran_as():
+            (status,) = worker_status(made)
+            return status["Uid"], status["Gid"], status["Groups"]
+
+    else:
+        made = tickets.make_backend("kinit", kinit_path=recording_kinit[0])
+
+        def ran_as():
+            status, _ = recording_kinit[1]()
+            return status["Uid"], status["Gid"], status["Groups"]
+
+    try:
+        yield made, ran_as
+    finally:
+        getattr(made, "close", lambda: None)()
 
 
-def get(backend, principal, keytab, cache, timeout=10):
-    tickets.keytab_ticket(
-        backend,
-        principal=principal,
-        keytab=str(keytab),
-        ccache=str(cache),
-        uid=UID,
-        gid=GID,
-        timeout=timeout,
-    )
+@pytest.fixture
+def user(make_user):
+    return make_user()
 
 
-def test_ticket_from_keytab(backend, realm, tmp_path, cache_dir):
-    name, principal, keytab = user_with_keytab(realm, tmp_path)
-    cache = cache_dir / f"krb5cc_{name}"
-    get(backend, principal, keytab, cache)
-    st = os.lstat(cache)
-    assert (st.st_uid, st.st_gid, st.st_mode & 0o777, st.st_nlink) == (UID, GID, 0o600, 1)
-    out = klist(f"FILE:{cache}", realm.env)
-    assert out.returncode == 0
-    assert f"Default principal: {principal}" in out.stdout
-    assert f"krbtgt/{realm.realm}@{realm.realm}" in out.stdout
-    assert os.listdir(cache_dir) == [cache.name]
+def keytab_for(realm, account, owner="user"):
+    """A keytab of the account's principal in its home, owned by the user (or root), 0600."""
+    path = os.path.join(account.home, f"{account.name}.keytab")
+    uid, gid = (account.uid, account.gid) if owner == "user" else (0, 0)
+    principal = add_principal(realm, account.name, path, uid=uid, gid=gid)
+    return principal, path
 
 
-def test_principal_unknown_to_the_kdc(backend, realm, tmp_path, cache_dir):
-    _, _, keytab = user_with_keytab(realm, tmp_path)
+def keytab_ticket(backend, principal, keytab, account, timeout=10, run_as="user"):
+    fd = open_keytab(keytab, account.uid)
+    try:
+        run_as = (account.uid, account.gid) if run_as == "user" else run_as
+        return backend.keytab_ticket(principal, fd, timeout, run_as=run_as)
+    finally:
+        os.close(fd)
+
+
+def as_user(account):
+    return ([str(account.uid)] * 4, [str(account.gid)] * 4, [])
+
+
+@pytest.mark.parametrize("owner", ["user", "root"])
+def test_keytab_ticket_is_made_as_the_user(backend_as, realm, user, owner):
+    # A root-owned keytab too: the child (as the user) could not reopen it by
+    # path or /dev/fd; it gets the checked bytes.
+    backend, ran_as = backend_as
+    principal, keytab = keytab_for(realm, user, owner)
+    data = keytab_ticket(backend, principal, keytab, user)
+    ticket = parse_ccache(data)
+    assert ticket.principal == principal
+    assert ticket.end > time.time()
+    assert ran_as() == as_user(user)
+    assert own_scratch() == []
+
+
+def test_password_ticket_and_its_renewal_are_made_as_the_user(backend_as, realm, user):
+    backend, ran_as = backend_as
+    principal = f"{user.name}@{realm.realm}"
+    realm.addprinc(principal, PASSWORD)
+    run_as = (user.uid, user.gid)
+    data = backend.password_ticket(principal, PASSWORD, 2 * 86400, 10, run_as=run_as)
+    ticket = parse_ccache(data)
+    assert ticket.principal == principal
+    assert ticket.renew_till > ticket.end
+    assert ran_as() == as_user(user)
+    time.sleep(1.1)  # a renewed ticket starts at a later second than the first
+    renewed = parse_ccache(backend.renew_ticket(data, 10, run_as=run_as))
+    assert renewed.principal == principal
+    assert renewed.start > ticket.start and renewed.end > ticket.end
+    assert ran_as() == as_user(user)
+    assert own_scratch() == []
+
+
+def test_wrong_password_and_unrenewable_ticket(backend_as, realm, user):
+    backend, _ = backend_as
+    principal = f"{user.name}@{realm.realm}"
+    realm.addprinc(principal, PASSWORD)
+    run_as = (user.uid, user.gid)
     with pytest.raises(TicketError) as info:
-        get(backend, f"nobody-here@{realm.realm}", keytab, cache_dir / "krb5cc_x")
+        backend.password_ticket(principal, "wrong", 0, 10, run_as=run_as)
+    assert info.value.cause == "password"
+    data = backend.password_ticket(principal, PASSWORD, 0, 10, run_as=run_as)
+    assert parse_ccache(data).renew_till == 0
+    with pytest.raises(TicketError) as info:
+        backend.renew_ticket(data, 10, run_as=run_as)
+    assert "fulfill requested option" in str(info.value)
+    assert own_scratch() == []
+
+
+def test_principal_unknown_to_the_kdc(backend_as, realm, user):
+    backend, _ = backend_as
+    _, keytab = keytab_for(realm, user)
+    with pytest.raises(TicketError) as info:
+        keytab_ticket(backend, f"nobody-here@{realm.realm}", keytab, user)
     assert info.value.cause == "principal"
-    assert os.listdir(cache_dir) == []
+    assert own_scratch() == []
 
 
-def test_keytab_of_another_principal_gives_no_ticket(backend, realm, tmp_path, cache_dir):
+def test_keytab_of_another_principal_gives_no_ticket(backend_as, realm, user, make_user):
     # Bob's keytab at Alice's keytab path must not give Alice (or Bob) a ticket:
     # the principal comes from the username, never from the keytab.
-    alice, alice_principal, _ = user_with_keytab(realm, tmp_path)
-    _, _, bob_keytab = user_with_keytab(realm, tmp_path)
+    backend, _ = backend_as
+    bob = make_user()
+    _, bob_keytab = keytab_for(realm, bob)
+    alice_principal = add_principal(realm, user.name)
+    os.chown(bob_keytab, user.uid, user.gid)
     with pytest.raises(TicketError) as info:
-        get(backend, alice_principal, bob_keytab, cache_dir / f"krb5cc_{alice}")
+        keytab_ticket(backend, alice_principal, bob_keytab, user)
     assert info.value.cause == "principal"
 
 
-def test_failure_leaves_previous_cache_intact(backend, realm, tmp_path, cache_dir):
-    name, principal, keytab = user_with_keytab(realm, tmp_path)
-    cache = cache_dir / f"krb5cc_{name}"
-    get(backend, principal, keytab, cache)
-    before = cache.read_bytes()
+def test_stale_keytab_is_a_key_the_kdc_refuses(backend_as, realm, user):
+    backend, _ = backend_as
+    principal, keytab = keytab_for(realm, user)
+    keytab_ticket(backend, principal, keytab, user)
     realm.run_kadminl(f"cpw -randkey {principal}")  # the keytab is now stale
     with pytest.raises(TicketError) as info:
-        get(backend, principal, keytab, cache)
-    assert info.value.cause == "keytab"
-    assert str(keytab) in str(info.value)
-    assert cache.read_bytes() == before
-    assert os.listdir(cache_dir) == [cache.name]
+        keytab_ticket(backend, principal, keytab, user)
+    # tickets.keytab_ticket turns this into cause "keytab", naming the file.
+    assert info.value.cause == "password", str(info.value)
 
 
-def test_kdc_stopped_fails_fast_with_a_clear_cause(private_realm, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", BACKENDS)
+def test_hub_without_root(name, realm, user):
+    """run_as=None: the hub's own uid (here a real user running the backend itself)."""
+    principal, keytab = keytab_for(realm, user)
+    code = f"""
+import base64, os, sys
+from kerbauth import tickets
+from kerbauth.keytab import open_keytab
+backend = tickets.make_backend({name!r})
+fd = open_keytab({keytab!r}, os.getuid())
+data = backend.keytab_ticket({principal!r}, fd, 10)
+print(base64.b64encode(data).decode())
+try:
+    backend.keytab_ticket({principal!r}, fd, 10, run_as=(0, 0))
+except Exception as e:
+    print(type(e).__name__, e.cause, e)
+getattr(backend, "close", lambda: None)()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        cwd="/",
+        env={"PATH": os.environ["PATH"], "KRB5_CONFIG": realm.env["KRB5_CONFIG"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert parse_ccache(base64.b64decode(first)).principal == principal
+    # A hub without root cannot run the child as another uid, and says why.
+    assert second.startswith("TicketError config ")
+    assert "the hub is not root" in second
+
+
+def test_kdc_stopped_fails_fast_with_a_clear_cause(private_realm, make_user, monkeypatch):
     monkeypatch.setenv("KRB5_CONFIG", private_realm.env["KRB5_CONFIG"])
-    _, principal, keytab = user_with_keytab(private_realm, tmp_path)
+    account = make_user()
+    principal, keytab = keytab_for(private_realm, account)
     private_realm.stop_kdc()
-    cache_dir = tmp_path / "cc"
-    cache_dir.mkdir(mode=0o711)
     for backend_name in BACKENDS:
         backend = tickets.make_backend(backend_name)
         started = time.monotonic()
         with pytest.raises(TicketError) as info:
             try:
-                get(backend, principal, keytab, cache_dir / "krb5cc_x", timeout=5)
+                keytab_ticket(backend, principal, keytab, account, timeout=5)
             finally:
                 getattr(backend, "close", lambda: None)()
         assert time.monotonic() - started < 5
         assert info.value.cause == "kdc_unreachable", (backend_name, str(info.value))
         assert "Cannot contact any KDC" in str(info.value)
-        assert os.listdir(cache_dir) == []
+    assert own_scratch() == []
 
 
 @pytest.fixture
-def hung_kdc(realm, tmp_path, monkeypatch):
-    """A KDC address that takes requests (UDP and TCP) and never answers."""
+def readable_dir():
+    """A directory (0755) whose files the user's child can read, removed afterwards."""
+    path = tempfile.mkdtemp(prefix="kbt-conf-")
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", "--", path], check=True)
+
+
+@pytest.fixture
+def hung_kdc_conf(realm, readable_dir):
+    """A krb5.conf whose KDC address takes requests (UDP and TCP) and never answers."""
     port = free_port_block(1)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", port))
@@ -142,7 +305,7 @@ def hung_kdc(realm, tmp_path, monkeypatch):
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    conf = tmp_path / "krb5-hung.conf"
+    conf = Path(readable_dir) / "krb5-hung.conf"
     conf.write_text(
         "[libdefaults]\n"
         f" default_realm = {realm.realm}\n"
@@ -150,9 +313,9 @@ def hung_kdc(realm, tmp_path, monkeypatch):
         "[realms]\n"
         f" {realm.realm} = {{\n  kdc = 127.0.0.1:{port}\n }}\n"
     )
-    monkeypatch.setenv("KRB5_CONFIG", str(conf))
+    conf.chmod(0o644)
     try:
-        yield
+        yield str(conf)
     finally:
         stop.set()
         thread.join()
@@ -162,10 +325,10 @@ def hung_kdc(realm, tmp_path, monkeypatch):
         tcp.close()
 
 
-def children(pattern):
-    """Pids of this test process's children whose command line matches ``pattern``."""
+def children(pattern=None, parent=None):
+    """Pids of the children of ``parent`` (this process) whose command line matches."""
     out = subprocess.run(
-        ["pgrep", "-P", str(os.getpid()), "-f", pattern],
+        ["pgrep", "-P", str(parent or os.getpid())] + (["-f", pattern] if pattern else []),
         capture_output=True,
         text=True,
         check=False,
@@ -178,49 +341,200 @@ def worker_pids():
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_hung_kdc_request_ends_at_the_timeout(realm, tmp_path, name, request):
-    _, principal, keytab = user_with_keytab(realm, tmp_path)
-    request.getfixturevalue("hung_kdc")
-    cache_dir = tmp_path / "cc"
-    cache_dir.mkdir(mode=0o711)
+def test_hung_kdc_request_ends_at_the_timeout(realm, user, name, hung_kdc_conf, monkeypatch):
+    principal, keytab = keytab_for(realm, user)
+    monkeypatch.setenv("KRB5_CONFIG", hung_kdc_conf)
     before = worker_pids()
     backend = tickets.make_backend(name)
     started = time.monotonic()
     with pytest.raises(TicketError) as info:
         try:
-            get(backend, principal, keytab, cache_dir / "krb5cc_x", timeout=2)
+            keytab_ticket(backend, principal, keytab, user, timeout=2)
         finally:
             getattr(backend, "close", lambda: None)()
     elapsed = time.monotonic() - started
     assert info.value.cause == "timeout"
     assert 2 <= elapsed < 4, elapsed
-    # The request really ended: no worker or kinit left waiting on the KDC.
+    # The request really ended: no worker or kinit left waiting on the KDC,
+    # and the scratch directory of the killed child is gone.
     assert worker_pids() <= before
     assert children(principal) == set()
-    assert os.listdir(cache_dir) == []
+    assert own_scratch() == []
 
 
-def test_krb5_workers_are_reused_and_close(realm, tmp_path, cache_dir, monkeypatch):
+def test_krb5_workers_are_reused_and_close(realm, user, monkeypatch):
     monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
     backend = tickets.make_backend("krb5", max_workers=2)
-    name, principal, keytab = user_with_keytab(realm, tmp_path)
+    principal, keytab = keytab_for(realm, user)
     before = worker_pids()
     for _ in range(5):
-        get(backend, principal, keytab, cache_dir / f"krb5cc_{name}")
+        keytab_ticket(backend, principal, keytab, user)
     assert len(worker_pids() - before) == 1
     backend.close()
     assert worker_pids() <= before
-    assert read_ccache(str(cache_dir / f"krb5cc_{name}")).principal == principal
 
 
-def test_krb5_worker_that_died_while_idle_is_replaced(realm, tmp_path, cache_dir, monkeypatch):
+def test_krb5_pool_serves_each_uid_with_its_own_workers_within_max_workers(
+    realm, make_user, monkeypatch
+):
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    backend = tickets.make_backend("krb5", max_workers=2)
+    accounts = [make_user() for _ in range(3)]
+    keytabs = [keytab_for(realm, account) for account in accounts]
+    before = worker_pids()
+    try:
+        for account, (principal, keytab) in zip(accounts * 2, keytabs * 2, strict=True):
+            assert parse_ccache(keytab_ticket(backend, principal, keytab, account)).principal == (
+                principal
+            )
+            # Never more than max_workers processes; the idle ones run as their uid.
+            assert len(worker_pids() - before) <= 2
+            running = worker_status(backend)
+            assert as_user(account)[:2] in [(s["Uid"], s["Gid"]) for s in running]
+            for status in running:
+                assert status["Groups"] == []
+        keys = {key for key, workers in backend._idle.items() if workers}
+        assert keys <= {(a.uid, a.gid) for a in accounts} and len(keys) == 2
+    finally:
+        backend.close()
+    assert worker_pids() <= before
+
+
+def test_krb5_worker_that_died_while_idle_is_replaced(realm, user, monkeypatch):
     monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
     backend = tickets.make_backend("krb5", max_workers=1)
-    name, principal, keytab = user_with_keytab(realm, tmp_path)
-    get(backend, principal, keytab, cache_dir / f"krb5cc_{name}")
-    (worker,) = backend._idle
+    principal, keytab = keytab_for(realm, user)
+    keytab_ticket(backend, principal, keytab, user)
+    (worker,) = backend._idle[(user.uid, user.gid)]
     worker.proc.kill()
-    get(backend, principal, keytab, cache_dir / f"krb5cc_{name}")
-    (replacement,) = backend._idle
+    keytab_ticket(backend, principal, keytab, user)
+    (replacement,) = backend._idle[(user.uid, user.gid)]
     assert replacement is not worker and replacement.proc.poll() is None
     backend.close()
+
+
+def test_krb5_worker_sees_only_the_minimal_environment(realm, user, monkeypatch):
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "a" * 64)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "secret-token")
+    monkeypatch.setenv("KRB5CCNAME", "FILE:/tmp/krb5cc_0")
+    monkeypatch.setenv("KRB5_CLIENT_KTNAME", "FILE:/etc/krb5.keytab")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "de")
+    backend = tickets.make_backend("krb5", max_workers=1)
+    principal, keytab = keytab_for(realm, user)
+    try:
+        keytab_ticket(backend, principal, keytab, user)
+        (worker,) = backend._idle[(user.uid, user.gid)]
+        with open(f"/proc/{worker.proc.pid}/environ", "rb") as f:
+            environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if item)
+    finally:
+        backend.close()
+    expected = child_environment(python=True)
+    assert {k.decode(): v.decode() for k, v in environ.items()} == expected
+    assert set(expected) <= {"PATH", "KRB5_CONFIG", "LC_CTYPE", "LC_MESSAGES", "TZ", "LANG"} | {
+        "TMPDIR",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "KRB5_TRACE",
+        "KRB5RCACHEDIR",
+        "KRB5RCACHETYPE",
+        "KRB5RCACHENAME",
+        "KRB5_KDC_PROFILE",
+    }
+    assert expected["LC_MESSAGES"] == "C" and expected["LC_CTYPE"] == "C.UTF-8"
+    assert expected["KRB5_CONFIG"] == realm.env["KRB5_CONFIG"]
+
+
+# A "hub" that asks for a renewal through a KDC that never answers: the TGT to
+# renew sits in the child's scratch directory while it waits.
+HUB = """
+import base64, sys
+from kerbauth import tickets
+backend = tickets.make_backend(sys.argv[1])
+data = base64.b64decode(sys.argv[2])
+print("asking", flush=True)
+backend.renew_ticket(data, 600, run_as=(int(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_kill_9_mid_request_leaves_no_ticket_once_stale_scratch_is_removed(
+    name, realm, user, hung_kdc_conf, monkeypatch
+):
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    principal, keytab = keytab_for(realm, user)
+    tgt = keytab_ticket(tickets.make_backend("kinit"), principal, keytab, user)
+    monkeypatch.setenv("KRB5_CONFIG", hung_kdc_conf)
+    hub = subprocess.Popen(
+        [sys.executable, "-c", HUB, name, base64.b64encode(tgt).decode(), str(user.uid)]
+        + [str(user.gid)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pattern = os.path.join(tempfile.gettempdir(), f"kerbauth-{hub.pid}-*")
+    live = tempfile.mkdtemp(prefix=f"kerbauth-{os.getpid()}-", dir=tempfile.gettempdir())
+    os.rename(live, live := live.rsplit("-", 1)[0] + "-" + "0" * 16)
+    try:
+        assert hub.stdout.readline() == "asking\n"
+        deadline = time.monotonic() + 20
+        held = []
+        while time.monotonic() < deadline and not held:
+            for directory in glob.glob(pattern):
+                for entry in os.listdir(directory):
+                    with open(os.path.join(directory, entry), "rb") as f:
+                        if f.read() == tgt:
+                            held.append(directory)
+        assert held, "the child holds the ticket in its scratch directory"
+        child = children(parent=hub.pid)
+        hub.kill()
+        hub.wait()
+        for pid in child:
+            os.kill(int(pid), signal.SIGKILL)
+        assert glob.glob(pattern) == held  # the TGT stays after the kill ...
+        removed = remove_stale_scratch()
+        assert held[0] in removed
+        assert glob.glob(pattern) == []  # ... until the next start-up removes it
+        assert os.path.isdir(live), "a live hub's scratch directory is kept"
+    finally:
+        hub.kill()
+        hub.wait()
+        hub.stdout.close()
+        os.rmdir(live)
+        for directory in glob.glob(pattern):
+            subprocess.run(["rm", "-rf", "--", directory], check=False)
+
+
+def test_child_environment_keeps_only_what_kerberos_and_python_need():
+    environ = {
+        "PATH": "/usr/bin",
+        "LANG": "de_DE.UTF-8",
+        "LANGUAGE": "de",
+        "LC_ALL": "de_DE.UTF-8",
+        "LC_TIME": "en_GB.UTF-8",
+        "LC_SECRET": "x",
+        "TZ": "UTC",
+        "KRB5_CONFIG": "/etc/krb5.conf",
+        "KRB5_TRACE": "/dev/stderr",
+        "KRB5CCNAME": "FILE:/tmp/krb5cc_0",
+        "KRB5_KTNAME": "FILE:/etc/krb5.keytab",
+        "KRB5_CLIENT_KTNAME": "FILE:/etc/krb5.keytab",
+        "JUPYTERHUB_CRYPT_KEY": "k",
+        "JUPYTERHUB_API_TOKEN": "t",
+        "CONFIGPROXY_AUTH_TOKEN": "t",
+        "HOME": "/root",
+        "PYTHONPATH": "/opt/site",
+    }
+    kinit = child_environment(environ)
+    assert kinit == {
+        "PATH": "/usr/bin",
+        "LANG": "de_DE.UTF-8",
+        "LC_TIME": "en_GB.UTF-8",
+        "LC_CTYPE": "de_DE.UTF-8",
+        "LC_MESSAGES": "C",
+        "TZ": "UTC",
+        "KRB5_CONFIG": "/etc/krb5.conf",
+        "KRB5_TRACE": "/dev/stderr",
+    }
+    assert child_environment(environ, python=True) == {**kinit, "PYTHONPATH": "/opt/site"}
+    assert json.dumps(child_environment({}))  # PATH at least

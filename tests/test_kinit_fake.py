@@ -1,27 +1,49 @@
-"""Unit tests of the kinit backend with a fake kinit that records how it was called."""
+"""Unit tests of the kinit backend with a fake kinit that records how it was called.
+
+The fake runs as a real test user (``run_as``), as the real kinit would: it
+records its argv, its environment (/proc/self/environ, as exec'd), its uid,
+gid and groups, what it read from the keytab, the scratch directory it was
+given, and what came on stdin; some modes then behave as a hostile user's
+process could (a symlink or hardlink instead of the cache, a huge cache).
+"""
 
 import json
 import os
-import stat
+import re
+import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
-from kerbauth import tickets
-from kerbauth.errors import TicketError
+from kerbauth.children import child_environment
+from kerbauth.errors import KeytabError, TicketError
+from kerbauth.keytab import open_keytab
 from kerbauth.kinit_backend import KinitBackend
 
-UID, GID = 54321, 54322
+PRINCIPAL = "alice/pg-dmp-workbench2@XX.COM"
 KEYTAB_BYTES = b"\x05\x02fake keytab"
 
 FAKE_KINIT = """#!{python}
 import json, os, sys, time
-record = {{"argv": sys.argv[1:], "env": sorted(os.environ)}}
 args = sys.argv[1:]
-keytab = args[args.index("-t") + 1].removeprefix("FILE:")
-with open(keytab, "rb") as f:
-    record["keytab"] = f.read().decode("latin-1")
+with open("/proc/self/environ", "rb") as f:
+    env = dict(i.decode().split("=", 1) for i in f.read().split(b"\\0") if i)
+record = {{"argv": args, "env": env, "uid": os.getuid(), "gid": os.getgid(),
+          "groups": os.getgroups(), "stdin": sys.stdin.read()}}
+cache = args[args.index("-c") + 1].removeprefix("FILE:")
+scratch = os.path.dirname(cache)
+st = os.stat(scratch)
+record["scratch"] = [scratch, st.st_uid, st.st_gid, st.st_mode & 0o7777]
+if "-t" in args:
+    with open(args[args.index("-t") + 1].removeprefix("FILE:"), "rb") as f:
+        record["keytab"] = f.read().decode("latin-1")
+if "-R" in args:
+    with open(cache, "rb") as f:
+        record["renewing"] = f.read().decode("latin-1")
+    st = os.stat(cache)
+    record["renewing_owner"] = [st.st_uid, st.st_gid, st.st_mode & 0o777]
 with open({record!r}, "w") as f:
     json.dump(record, f)
 mode = {mode!r}
@@ -31,110 +53,226 @@ if mode == "hang":
 if mode == "skew":
     sys.stderr.write("kinit: Clock skew too great while getting initial credentials\\n")
     sys.exit(1)
-cache = args[args.index("-c") + 1].removeprefix("FILE:")
-with open(cache, "xb") as f:
-    f.write(b"fake-cache")
+if mode == "symlink":
+    os.symlink("/etc/shadow", cache)
+elif mode == "hardlink":
+    with open(cache + ".mine", "wb") as f:
+        f.write(b"mine")
+    os.link(cache + ".mine", cache)
+elif mode == "huge":
+    with open(cache, "wb") as f:
+        f.truncate(5 * 1024 * 1024)
+else:
+    tmp = cache + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(b"renewed-cache" if "-R" in args else b"fake-cache")
+    os.rename(tmp, cache)
 """
 
 
 @pytest.fixture
-def fake_kinit(tmp_path):
+def shared_dir():
+    """A directory the test user's kinit can run from (0755) and record into (a 1777 subdir)."""
+    path = tempfile.mkdtemp(prefix="kbt-fake-")
+    os.chmod(path, 0o755)
+    os.mkdir(os.path.join(path, "records"), 0o1777)
+    os.chmod(os.path.join(path, "records"), 0o1777)
+    try:
+        yield path
+    finally:
+        subprocess.run(["rm", "-rf", "--", path], check=True)
+
+
+@pytest.fixture
+def fake_kinit(shared_dir):
     def make(mode="ok"):
-        path = tmp_path / f"kinit-{mode}"
-        record = tmp_path / f"record-{mode}.json"
-        path.write_text(FAKE_KINIT.format(python=sys.executable, record=str(record), mode=mode))
-        path.chmod(0o755)
-        return str(path), record
+        path = os.path.join(shared_dir, f"kinit-{mode}")
+        record = os.path.join(shared_dir, "records", f"record-{mode}.json")
+        with open(path, "w") as f:
+            f.write(FAKE_KINIT.format(python=sys.executable, record=record, mode=mode))
+        os.chmod(path, 0o755)
+
+        def read():
+            with open(record) as f:
+                return json.load(f)
+
+        return path, read
 
     return make
 
 
 @pytest.fixture
-def keytab(tmp_path):
-    path = tmp_path / "alice.keytab"
-    path.write_bytes(KEYTAB_BYTES)
-    os.chown(path, UID, GID)
+def user(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def keytab(user):
+    path = os.path.join(user.home, "alice.keytab")
+    with open(path, "wb") as f:
+        f.write(KEYTAB_BYTES)
+    os.chown(path, 0, 0)  # root's: the user could not open it by path, nor via /dev/fd
     os.chmod(path, 0o600)
     return path
 
 
-@pytest.fixture
-def cache(tmp_path):
-    directory = tmp_path / "cc"
-    directory.mkdir(mode=0o711)
-    return directory / "krb5cc_alice"
+def run(kinit, keytab, user, timeout=5):
+    fd = open_keytab(keytab, user.uid)
+    try:
+        return KinitBackend(kinit).keytab_ticket(
+            PRINCIPAL, fd, timeout, run_as=(user.uid, user.gid)
+        )
+    finally:
+        os.close(fd)
 
 
-def run(kinit, keytab, cache, timeout=5):
-    tickets.keytab_ticket(
-        KinitBackend(kinit),
-        principal="alice/pg-dmp-workbench2@XX.COM",
-        keytab=str(keytab),
-        ccache=str(cache),
-        uid=UID,
-        gid=GID,
-        timeout=timeout,
-    )
+def own_scratch():
+    return [
+        name
+        for name in os.listdir(tempfile.gettempdir())
+        if name.startswith(f"kerbauth-{os.getpid()}-")
+    ]
 
 
-def test_kinit_is_called_with_the_checked_keytab_and_a_private_cache(
-    fake_kinit, keytab, cache, monkeypatch
+SCRATCH = re.compile(rf"{re.escape(tempfile.gettempdir())}/kerbauth-{os.getpid()}-[0-9a-f]{{16}}")
+
+
+def test_kinit_runs_as_the_user_with_the_checked_keytab_and_a_private_scratch(
+    fake_kinit, keytab, user, monkeypatch
 ):
     monkeypatch.setenv("KRB5CCNAME", "FILE:/tmp/krb5cc_0")
-    kinit, record = fake_kinit()
-    run(kinit, keytab, cache)
-    called = json.loads(record.read_text())
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "0" * 64)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-secret")
+    kinit, read = fake_kinit()
+    assert run(kinit, keytab, user) == b"fake-cache"
+    called = read()
     argv = called["argv"]
     assert argv[:2] == ["-k", "-t"]
-    assert argv[2].startswith("FILE:/dev/fd/")
-    assert called["keytab"] == KEYTAB_BYTES.decode("latin-1"), "kinit read the checked file"
+    assert re.fullmatch(r"FILE:/dev/fd/[0-9]+", argv[2])
+    assert called["keytab"] == KEYTAB_BYTES.decode("latin-1"), "kinit read the checked bytes"
     assert argv[3] == "-c"
-    private = os.path.dirname(argv[4].removeprefix("FILE:"))
-    assert os.path.dirname(private) == str(cache.parent)
-    assert os.path.basename(private).startswith(".kerbauth-")
-    assert argv[5:] == ["--", "alice/pg-dmp-workbench2@XX.COM"]
-    assert "KRB5CCNAME" not in called["env"]
-    # The fake's cache became the user's cache; the private directory is gone.
-    assert cache.read_bytes() == b"fake-cache"
-    st = os.lstat(cache)
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (UID, GID, 0o600)
-    assert os.listdir(cache.parent) == [cache.name]
+    scratch, owner, group, mode = called["scratch"]
+    assert argv[4] == f"FILE:{scratch}/ccache"
+    assert SCRATCH.fullmatch(scratch), "kerbauth-<hub pid>-<random> in the temporary directory"
+    assert (owner, group, mode) == (user.uid, user.gid, 0o700)
+    assert argv[5:] == ["--", PRINCIPAL]
+    assert (called["uid"], called["gid"], called["groups"]) == (user.uid, user.gid, [])
+    # Exactly the minimal environment: no KRB5CCNAME, nothing of JupyterHub's.
+    assert called["env"] == child_environment()
+    assert "JUPYTERHUB_CRYPT_KEY" not in called["env"] and "KRB5CCNAME" not in called["env"]
+    assert called["stdin"] == ""
+    assert own_scratch() == [], "the scratch directory is removed"
 
 
-def test_kinit_error_text_gives_the_cause(fake_kinit, keytab, cache):
+def test_password_goes_on_stdin_only(fake_kinit, user, monkeypatch):
+    kinit, read = fake_kinit()
+    data = KinitBackend(kinit).password_ticket(
+        PRINCIPAL, "s3cret pass", 7200, 5, run_as=(user.uid, user.gid)
+    )
+    assert data == b"fake-cache"
+    called = read()
+    assert called["stdin"] == "s3cret pass\n"
+    assert "s3cret" not in json.dumps(called["argv"]) + json.dumps(called["env"])
+    assert called["argv"][-4:] == ["-r", "7200s", "--", PRINCIPAL]
+    assert (called["uid"], called["groups"]) == (user.uid, [])
+    assert own_scratch() == []
+
+
+def test_renewal_gives_the_user_a_copy_of_the_hubs_bytes(fake_kinit, user):
+    kinit, read = fake_kinit()
+    data = KinitBackend(kinit).renew_ticket(b"old-cache", 5, run_as=(user.uid, user.gid))
+    assert data == b"renewed-cache"
+    called = read()
+    assert called["argv"][:2] == ["-R", "-c"]
+    assert called["renewing"] == "old-cache"
+    assert called["renewing_owner"] == [user.uid, user.gid, 0o600]
+    assert called["uid"] == user.uid
+    assert own_scratch() == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("symlink", "cannot be opened"),
+        ("hardlink", "not a regular file with one link"),
+        ("huge", "larger than 4194304 bytes"),
+    ],
+)
+def test_what_a_hostile_kinit_leaves_is_not_read(fake_kinit, keytab, user, mode, reason):
+    # kinit runs as the user: the user's own processes could put anything at
+    # the cache's name. The hub reads it back without following links, one
+    # link only, at most 4 MiB.
+    kinit, _ = fake_kinit(mode)
+    with pytest.raises(TicketError) as info:
+        run(kinit, keytab, user)
+    assert reason in str(info.value)
+    assert own_scratch() == []
+
+
+def test_kinit_error_text_gives_the_cause(fake_kinit, keytab, user):
     kinit, _ = fake_kinit("skew")
     with pytest.raises(TicketError) as info:
-        run(kinit, keytab, cache)
+        run(kinit, keytab, user)
     assert info.value.cause == "clock_skew"
     assert "Clock skew too great" in str(info.value)
     assert "clocks" in info.value.jupyterhub_message
-    assert os.listdir(cache.parent) == []
+    assert own_scratch() == []
 
 
-def test_hung_kinit_is_killed_at_the_timeout(fake_kinit, keytab, cache, tmp_path):
-    kinit, record = fake_kinit("hang")
+def test_hung_kinit_is_killed_at_the_timeout(fake_kinit, keytab, user, shared_dir):
+    kinit, _ = fake_kinit("hang")
     started = time.monotonic()
     with pytest.raises(TicketError) as info:
-        run(kinit, keytab, cache, timeout=1)
+        run(kinit, keytab, user, timeout=1)
     assert info.value.cause == "timeout"
     assert time.monotonic() - started < 3
-    pid = int((tmp_path / "record-hang.json.pid").read_text())
+    with open(os.path.join(shared_dir, "records", "record-hang.json.pid")) as f:
+        pid = int(f.read())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    assert os.listdir(cache.parent) == []
+    assert own_scratch() == []
 
 
-def test_missing_kinit_program(keytab, cache):
+def test_missing_kinit_program(keytab, user):
     with pytest.raises(TicketError) as info:
-        run("/nonexistent/kinit", keytab, cache)
+        run("/nonexistent/kinit", keytab, user)
     assert info.value.cause == "config"
     assert "/nonexistent/kinit" in str(info.value)
+    assert own_scratch() == []
 
 
-def test_unsafe_keytab_never_reaches_kinit(fake_kinit, keytab, cache):
-    kinit, record = fake_kinit()
+def test_kinit_the_user_cannot_execute_is_a_config_error(fake_kinit, keytab, user):
+    kinit, _ = fake_kinit()
+    os.chmod(kinit, 0o700)
+    with pytest.raises(TicketError) as info:
+        run(kinit, keytab, user)
+    assert info.value.cause == "config"
+    assert f"must be readable and executable by uid {user.uid}" in str(info.value)
+
+
+def test_unsafe_keytab_never_reaches_kinit(fake_kinit, keytab, user):
+    kinit, read = fake_kinit()
     os.chmod(keytab, 0o644)
     with pytest.raises(TicketError) as info:
-        run(kinit, keytab, cache)
+        run(kinit, keytab, user)
     assert info.value.cause == "keytab"
-    assert not record.exists()
+    with pytest.raises(FileNotFoundError):
+        read()
+
+
+def test_keytab_grown_after_the_check_never_reaches_kinit(fake_kinit, keytab, user):
+    # The user owns the file (here) and appends to it after it was checked:
+    # the backend reads the descriptor with the cap again.
+    os.chown(keytab, user.uid, user.gid)
+    kinit, read = fake_kinit()
+    fd = open_keytab(keytab, user.uid)
+    try:
+        with open(keytab, "ab") as f:
+            f.truncate(2 * 1024 * 1024)
+        with pytest.raises(KeytabError) as info:
+            KinitBackend(kinit).keytab_ticket(PRINCIPAL, fd, 5, run_as=(user.uid, user.gid))
+    finally:
+        os.close(fd)
+    assert "2097152 bytes; more than the 1 MiB" in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        read()
