@@ -652,7 +652,7 @@ class KerberosTickets(LoggingConfigurable):
         ticket = ccache.parse_ccache(data, "the ticket in auth_state")
         if ticket.principal != principal:
             raise TicketError("config", f"auth_state holds {ticket.principal}, not {principal}")
-        if self.renewer.is_due((ticket.start, ticket.end), time.time()) and (
+        if self.renewer.is_due((ticket.start, ticket.end), self.renewer.clock()) and (
             ticket.renew_till > ticket.end
         ):
             self._renew_password_ticket_sync(user)
@@ -702,7 +702,7 @@ class KerberosTickets(LoggingConfigurable):
         data = self._hub_tickets.get(user.name)
         if data is not None:
             ticket = ccache.parse_ccache(data, "the hub's ticket")
-            if not self.renewer.is_due((ticket.start, ticket.end), time.time()):
+            if not self.renewer.is_due((ticket.start, ticket.end), self.renewer.clock()):
                 uid, gid = self.ticket_owner(user)
                 times = self._timed("renewal", lambda: self._store_sync(user.name, data, uid, gid))
                 return times.start, times.end
@@ -738,7 +738,7 @@ class KerberosTickets(LoggingConfigurable):
             return False
         ticket = ccache.parse_ccache(data, "the hub's ticket")
         if ticket.renew_till <= ticket.end and self.renewer.is_due(
-            (ticket.start, ticket.end), time.time()
+            (ticket.start, ticket.end), self.renewer.clock()
         ):
             self.log.info(
                 "kerbauth: the ticket of %s can no longer be renewed; asking for a new login",
@@ -884,7 +884,7 @@ class KerberosTickets(LoggingConfigurable):
         ticket = ccache.parse_ccache(data, "the hub's ticket")
         if ticket.principal != principal:
             raise TicketError("config", f"auth_state holds {ticket.principal}, not {principal}")
-        now = time.time()
+        now = self.renewer.clock()
         if not self.renewer.is_due((ticket.start, ticket.end), now):
             return data, False
         if ticket.renew_till <= ticket.end:
