@@ -17,6 +17,7 @@ from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator, ldap_directory
 from kerbauth.errors import TicketError
+from support.slapd import STAFF, Person
 
 log = logging.getLogger("test-ldap")
 
@@ -236,6 +237,87 @@ async def test_a_name_with_an_unlisted_domain_is_refused(slapd, config, typed):
 async def test_without_login_domains_a_domain_is_refused(slapd, config):
     authenticator = KerberosLDAPAuthenticator(config=config)
     assert await login(authenticator, "alice@corp.example", slapd.people["alice"].password) is None
+
+
+# --- one entry, one name --------------------------------------------------------------
+
+
+@pytest.fixture
+def staff_bob(slapd):
+    """A second, distinct person called Bob, under ou=staff, with a password of his own.
+
+    The people branch has bob already; the second bind_dn_template reaches
+    ou=staff."""
+    person = Person("Bob", "pw-staff-bob-" + slapd.admin_password[-6:], 46090, 46090, ou=STAFF)
+    with slapd.temporary_person(person):
+        yield person
+
+
+def test_bob_and_Bob_cannot_be_two_entries_of_one_branch(slapd):
+    """uid compares without case (caseIgnoreMatch, core schema): uid=Bob and uid=bob
+    under one parent are one DN, so the directory refuses a second entry."""
+    person = Person("Bob", "pw-Bob-x", 46091, 46091)
+    with pytest.raises(RuntimeError, match="entryAlreadyExists"):
+        with slapd.temporary_person(person):
+            pass
+    assert person.dn.lower() == slapd.people["bob"].dn.lower()
+
+
+async def test_Bob_of_another_branch_never_becomes_hub_user_bob(
+    slapd, mode_config, staff_bob, caplog
+):
+    """uid=Bob,ou=staff is another person than uid=bob,ou=people; both are "bob" to
+    the hub. Bob's own password opens only his own entry, which the name bob does
+    not lead to first (templates) or not alone (search): refused either way.
+    With templates, the name leads to uid=bob,ou=people first: bob logs in as
+    bob. A search finds two entries for the name: nobody logs in as bob."""
+    authenticator = KerberosLDAPAuthenticator(config=mode_config)
+    bob = slapd.people["bob"]
+    for typed in ["Bob", "bob", "BOB"]:
+        assert await login(authenticator, typed, staff_bob.password) is None, typed
+    result = await login(authenticator, "Bob", bob.password)
+    if authenticator.lookup_dn:
+        assert result is None
+        assert "found more than one entry; login refused" in caplog.text
+    else:
+        assert result["name"] == "bob"
+        assert result["auth_state"]["ldap_dn"] == bob.dn
+        assert (
+            f"the password is that of uid=bob,{slapd.staff_dn}, but the name belongs to"
+            f" uid=bob,{slapd.people_dn} (an earlier bind_dn_template)" in caplog.text
+        )
+
+
+async def test_username_map_is_applied_once_after_binding_as_the_typed_name(slapd, mode_config):
+    """username_map {"alice": "bob"}: alice logs in with her own password and is hub
+    user bob; bob's entry is never bound to. bob's password typed as alice opens
+    nothing (the bind is alice's)."""
+    mode_config.KerberosLDAPAuthenticator.username_map = {"alice": "bob"}
+    authenticator = KerberosLDAPAuthenticator(config=mode_config)
+    alice, bob = slapd.people["alice"], slapd.people["bob"]
+    mark = slapd.log_mark()
+    result = await login(authenticator, "Alice", alice.password)
+    assert result["name"] == "bob"
+    assert result["auth_state"]["ldap_dn"] == alice.dn
+    assert authenticator.normalize_username(result["name"]) == "bob"
+    seen = binds(slapd.log_since(mark))
+    assert alice.dn in seen and bob.dn not in seen, seen
+    assert await login(authenticator, "alice", bob.password) is None
+    # bob himself is still bob.
+    assert (await login(authenticator, "bob", bob.password))["auth_state"]["ldap_dn"] == bob.dn
+
+
+async def test_a_mapped_login_takes_the_owner_from_the_hub_users_entry(slapd, config):
+    """With owner_from_ldap, hub user bob's cache belongs to bob's entry, whoever of
+    alice and bob logged in (the same after a restart)."""
+    config.KerberosLDAPAuthenticator.username_map = {"alice": "bob"}
+    config.KerberosLDAPAuthenticator.owner_from_ldap = True
+    use_search(config, slapd)
+    authenticator = KerberosLDAPAuthenticator(config=config)
+    assert (await login(authenticator, "alice", slapd.people["alice"].password))["name"] == "bob"
+    bob = slapd.people["bob"]
+    owner = await asyncio.to_thread(authenticator.ticket_owner, SimpleNamespace(name="bob"))
+    assert owner == (bob.uid_number, bob.gid_number)
 
 
 # --- TLS ------------------------------------------------------------------------------

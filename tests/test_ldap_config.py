@@ -131,6 +131,40 @@ BAD_CONFIGS = [
     ("zero timeout", {"receive_timeout": 0}, f"{NAME}.receive_timeout must be a positive"),
     ("negative timeout", {"connect_timeout": -1}, f"{NAME}.connect_timeout must be a positive"),
     ("no threads", {"executor_threads": 0}, f"{NAME}.executor_threads must be at least 1"),
+    ("zero login timeout", {"login_timeout": 0}, f"{NAME}.login_timeout must be a positive"),
+    (
+        "login timeout within one server's timeouts",
+        {"login_timeout": 10},
+        f"{NAME}.login_timeout (10 s) must be more than {NAME}.connect_timeout +"
+        f" {NAME}.receive_timeout (10 s)",
+    ),
+    (
+        "tiny response cap",
+        {"max_response_bytes": 1000},
+        f"{NAME}.max_response_bytes must be at least 65536",
+    ),
+    (
+        "username_map chain",
+        {"username_map": {"a": "b", "b": "c"}},
+        "Authenticator.username_map maps 'a' to 'b', which it maps to 'c':"
+        " a chain is not followed; map 'a' to the final name directly",
+    ),
+    (
+        "username_map key that never matches",
+        {"username_map": {"Alice": "bob"}},
+        "Authenticator.username_map key 'Alice' never matches: names are lowercased",
+    ),
+    (
+        "username_map to a name JupyterHub would change",
+        {"username_map": {"alice": "Bob"}},
+        "Authenticator.username_map maps 'alice' to 'Bob', which is not a normalised name"
+        " (JupyterHub would make it 'bob')",
+    ),
+    (
+        "username_map to an unusable name",
+        {"username_map": {"alice": "../bob"}},
+        "Authenticator.username_map maps 'alice' to an unusable name",
+    ),
 ]
 
 
@@ -164,7 +198,21 @@ GOOD_CONFIGS = [
         {"bind_dn_template": [], "lookup_dn": True, "user_search_base": "dc=corp"},
         {"templates": [], "search_base": "dc=corp"},
     ),
-    ("default timeouts", {}, {"connect_timeout": 5, "receive_timeout": 5}),
+    (
+        "default timeouts and cap",
+        {},
+        {
+            "connect_timeout": 5,
+            "receive_timeout": 5,
+            "login_timeout": 30,
+            "max_response_bytes": 4 * 1024 * 1024,
+        },
+    ),
+    (
+        "a login timeout and cap",
+        {"login_timeout": 12.5, "max_response_bytes": 16 * 1024 * 1024},
+        {"login_timeout": 12.5, "max_response_bytes": 16 * 1024 * 1024},
+    ),
 ]
 
 
@@ -181,6 +229,8 @@ def test_config_is_read_into_directory_settings(base, options, expected):
         "search_base": query.search_base,
         "connect_timeout": directory.connect_timeout,
         "receive_timeout": directory.receive_timeout,
+        "login_timeout": directory.login_timeout,
+        "max_response_bytes": directory.max_response_bytes,
     }
     for key, value in expected.items():
         assert found[key] == value, key
@@ -207,3 +257,19 @@ def test_allowed_groups_count_as_allow_config(base):
     base.KerberosLDAPAuthenticator.group_search_base = "ou=groups,dc=corp"
     base.KerberosLDAPAuthenticator.admin_groups = {"hub-admins"}
     assert KerberosLDAPAuthenticator(config=base).any_allow_config is True
+
+
+@pytest.mark.parametrize(
+    "username_map",
+    [{}, {"alice": "bob"}, {"alice": "bob", "carol": "bob", "bob": "bob"}, {"a.b": "ab"}],
+    ids=["none", "one alias", "two aliases and an identity", "dotted"],
+)
+def test_normalize_username_is_a_fixed_point(base, username_map):
+    """JupyterHub normalises the name a login returns again: that must change nothing."""
+    base.KerberosLDAPAuthenticator.username_map = username_map
+    base.KerberosLDAPAuthenticator.login_domains = ["corp.example", "CORP"]
+    authenticator = KerberosLDAPAuthenticator(config=base)
+    for typed in ["alice", "Alice", " alice ", "alice@corp.example", "CORP\\Alice", "bob", "a.b"]:
+        once = authenticator.normalize_username(typed)
+        assert authenticator.normalize_username(once) == once, typed
+    assert authenticator.normalize_username("CORP\\Alice") == username_map.get("alice", "alice")

@@ -347,6 +347,36 @@ class Slapd:
         )
 
 
+    @contextlib.contextmanager
+    def temporary_person(self, person):
+        """Add ``person``'s entry for the duration of the block, then delete it.
+
+        Raises ``RuntimeError`` with slapd's answer (e.g. entryAlreadyExists
+        for a DN the directory already holds, compared without case).
+        """
+        attributes = {
+            "objectClass": ["inetOrgPerson", "posixAccount"],
+            "uid": person.uid,
+            "cn": f"{person.uid} Test",
+            "sn": "Test",
+            "uidNumber": person.uid_number,
+            "gidNumber": person.gid_number,
+            "homeDirectory": f"/home/{person.uid}",
+            "userPassword": ssha(person.password),
+        }
+        conn = self.admin_connection()
+        try:
+            if not conn.add(person.dn, attributes=attributes):
+                raise RuntimeError(f"adding {person.dn} failed: {conn.result}")
+            try:
+                yield person
+            finally:
+                if not conn.delete(person.dn):
+                    raise RuntimeError(f"deleting {person.dn} failed: {conn.result}")
+        finally:
+            conn.unbind()
+
+
 def _wait_ready(slapd, deadline):
     """Poll until a bind as the root DN succeeds; raise with slapd's log if it never does."""
     last = None
