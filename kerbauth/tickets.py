@@ -6,9 +6,8 @@ configuration and calls these off the event loop.
 
 import os
 import re
-import tempfile
 
-from .ccache import parse_ccache, read_ccache_bytes
+from .ccache import parse_ccache
 from .errors import TicketError
 from .keytab import open_keytab
 from .kinit_backend import KinitBackend
@@ -120,9 +119,7 @@ def password_ticket(backend, *, principal, password, renew_life, timeout, run_as
     """
     if not password or not password.strip():
         raise TicketError("password", "empty password")
-    data = _backend_bytes(
-        lambda tmp: backend.password_ticket(principal, password, tmp, renew_life, timeout)
-    )
+    data = backend.password_ticket(principal, password, renew_life, timeout, run_as=run_as)
     return _check_holds(data, principal, "the new ticket")
 
 
@@ -137,7 +134,7 @@ def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout, ru
     fd = open_keytab(keytab, keytab_owner)
     try:
         try:
-            data = _backend_bytes(lambda tmp: backend.keytab_ticket(principal, fd, tmp, timeout))
+            data = backend.keytab_ticket(principal, fd, timeout, run_as=run_as)
         except TicketError as e:
             raise _stale_keytab(keytab, e) from None
     finally:
@@ -152,19 +149,5 @@ def renew_ticket_bytes(backend, *, data, principal, timeout, run_as=None, name="
     checked to hold ``principal``'s TGT all the same.
     """
     _check_holds(data, principal, name)
-
-    def renew(target):
-        source = os.path.join(os.path.dirname(target), "source")
-        with open(source, "xb") as f:
-            f.write(data)
-        backend.renew_ticket(source, target, timeout)
-
-    return _check_holds(_backend_bytes(renew), principal, "the renewed ticket")
-
-
-def _backend_bytes(request):
-    """Transitional: run a path-writing backend request in a private directory, return bytes."""
-    with tempfile.TemporaryDirectory(prefix="kerbauth-") as private:
-        tmp = os.path.join(private, "ccache")
-        request(tmp)
-        return read_ccache_bytes(tmp)
+    renewed = backend.renew_ticket(data, timeout, run_as=run_as)
+    return _check_holds(renewed, principal, "the renewed ticket")
