@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from support.realm import add_principal, klist
+from support.slapd import STAFF, Person
 
 EXAMPLE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -187,3 +188,59 @@ def test_a_silent_server_does_not_freeze_the_hub(
     assert len(answers) >= 10
     assert all(status == 200 for _, status in answers)
     assert max(seconds for seconds, _ in answers) < 0.5
+
+
+# --- one entry, one name --------------------------------------------------------------------
+
+IDENTITY_CONFIG = """
+c.KerberosLDAPAuthenticator.username_map = {"alice": "bob"}
+c.KerberosLDAPAuthenticator.allowed_groups = set()
+c.KerberosLDAPAuthenticator.admin_groups = set()
+c.KerberosLDAPAuthenticator.allow_all = True
+"""
+
+
+@pytest.fixture
+def staff_bob(slapd):
+    """Another person called Bob, under ou=staff (the example's second template)."""
+    person = Person("Bob", "pw-staff-bob-" + slapd.admin_password[-6:], 46092, 46092, ou=STAFF)
+    with slapd.temporary_person(person):
+        yield person
+
+
+def test_the_hub_user_is_the_entry_whose_password_was_checked(
+    hub_factory, slapd, krb5_env, keytab_dir, ccache_dir, staff_bob
+):
+    """Over HTTP: alice with her password is hub user bob (username_map), having
+    bound as alice only; bob's password typed as alice, and the staff Bob's
+    password typed as Bob, open nothing."""
+    hub = hub_factory(
+        example_config(ccache_config(ccache_dir) + IDENTITY_CONFIG),
+        env=example_env(slapd, krb5_env, keytab_dir),
+    )
+    people = slapd.people
+    mark = slapd.log_mark()
+    assert hub.login("alice", people["alice"].password).status_code == 302
+    seen = slapd.log_since(mark)
+    assert f'BIND dn="{people["alice"].dn}"' in seen
+    assert f'BIND dn="{people["bob"].dn}"' not in seen
+    assert {u["name"] for u in hub.api("GET", "/users").json()} == {"bob"}
+    assert hub.login("alice", people["bob"].password).status_code == 403
+    assert hub.login("Bob", staff_bob.password).status_code == 403
+    assert hub.login("bob", staff_bob.password).status_code == 403
+    log = hub.log_text()
+    assert "the name belongs to uid=bob,ou=people" in log
+    assert staff_bob.password not in log and people["alice"].password not in log
+    assert {u["name"] for u in hub.api("GET", "/users").json()} == {"bob"}
+
+
+def test_a_username_map_chain_stops_the_hub_at_startup(
+    hub_factory, slapd, krb5_env, keytab_dir, ccache_dir
+):
+    chain = 'c.KerberosLDAPAuthenticator.username_map = {"a": "b", "b": "c"}\n'
+    with pytest.raises(AssertionError, match="the hub exited") as info:
+        hub_factory(
+            example_config(ccache_config(ccache_dir) + chain),
+            env=example_env(slapd, krb5_env, keytab_dir),
+        )
+    assert "Authenticator.username_map maps 'a' to 'b', which it maps to 'c'" in str(info.value)
