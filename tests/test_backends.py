@@ -7,6 +7,7 @@ supplementary groups, sees a minimal environment, and leaves nothing behind.
 
 import base64
 import glob
+import grp
 import json
 import os
 import signal
@@ -134,8 +135,20 @@ def as_user(account):
     return ([str(account.uid)] * 4, [str(account.gid)] * 4, [])
 
 
+@pytest.fixture
+def hub_groups(make_test_group):
+    """The test process (the "hub") holds a supplementary group a child must not keep."""
+    group = grp.getgrnam(make_test_group()).gr_gid
+    before = os.getgroups()
+    os.setgroups([group])
+    try:
+        yield group
+    finally:
+        os.setgroups(before)
+
+
 @pytest.mark.parametrize("owner", ["user", "root"])
-def test_keytab_ticket_is_made_as_the_user(backend_as, realm, user, owner):
+def test_keytab_ticket_is_made_as_the_user(backend_as, realm, user, owner, hub_groups):
     # A root-owned keytab too: the child (as the user) could not reopen it by
     # path or /dev/fd; it gets the checked bytes.
     backend, ran_as = backend_as
@@ -538,3 +551,67 @@ def test_child_environment_keeps_only_what_kerberos_and_python_need():
     }
     assert child_environment(environ, python=True) == {**kinit, "PYTHONPATH": "/opt/site"}
     assert json.dumps(child_environment({}))  # PATH at least
+
+
+def test_other_processes_of_the_user_cannot_look_into_a_worker(realm, user, monkeypatch):
+    # The worker runs as the user and holds the user's keys and tickets while it
+    # works; it makes itself non-dumpable, so the user's own processes cannot
+    # read its memory, environment or descriptors (a keytab memfd, say).
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    backend = tickets.make_backend("krb5", max_workers=1)
+    principal, keytab = keytab_for(realm, user)
+    try:
+        keytab_ticket(backend, principal, keytab, user)
+        (worker,) = backend._idle[(user.uid, user.gid)]
+        pid = worker.proc.pid
+        for argv in (["cat", f"/proc/{pid}/environ"], ["ls", f"/proc/{pid}/fd"]):
+            out = subprocess.run(
+                argv, user=user.uid, group=user.gid, capture_output=True, text=True, check=False
+            )
+            assert out.returncode != 0 and "Permission denied" in out.stderr, (argv, out)
+        # ... while a process of the user that did not do so is open to them.
+        plain = subprocess.Popen(["sleep", "30"], user=user.uid, group=user.gid)
+        try:
+            out = subprocess.run(
+                ["ls", f"/proc/{plain.pid}/fd"], user=user.uid, group=user.gid, check=False
+            )
+            assert out.returncode == 0
+        finally:
+            plain.kill()
+            plain.wait()
+    finally:
+        backend.close()
+
+
+def test_remove_stale_scratch_follows_no_link_and_spares_what_is_not_stale(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("x")
+    stale = tmp_path / f"kerbauth-{dead.pid}-{'a' * 16}"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "ccache").write_bytes(b"tgt")
+    (stale / "link").symlink_to(victim)
+    link = tmp_path / f"kerbauth-{dead.pid}-{'b' * 16}"
+    link.symlink_to(victim)
+    live = tmp_path / f"kerbauth-{os.getpid()}-{'c' * 16}"
+    live.mkdir()
+    odd = [tmp_path / f"kerbauth-0-{'d' * 16}", tmp_path / f"kerbauth-99999999-{'e' * 16}"]
+    for path in odd:
+        path.mkdir()
+    old_legacy = tmp_path / "kerbauth-pw-abcd1234"
+    new_legacy = tmp_path / "kerbauth-pw-efgh5678"
+    for path in (old_legacy, new_legacy):
+        path.mkdir()
+        (path / "ccache").write_bytes(b"tgt")
+    os.utime(old_legacy, (time.time() - 7200, time.time() - 7200))
+    other = tmp_path / "kerbauth-cc-12345678"
+    other.mkdir()
+    removed = remove_stale_scratch(str(tmp_path))
+    assert sorted(removed) == sorted([str(stale), str(old_legacy)])
+    assert not stale.exists() and not old_legacy.exists()
+    assert (victim / "keep").read_text() == "x", "nothing is followed"
+    assert link.is_symlink()
+    assert live.is_dir() and new_legacy.is_dir() and other.is_dir()
+    assert all(path.is_dir() for path in odd)
