@@ -21,6 +21,7 @@ from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default, v
 from traitlets.config import LoggingConfigurable
 
 from . import ccache, metrics, tickets
+from .children import remove_stale_scratch
 from .errors import TicketError, spawn_refusal
 from .renewal import RenewalTarget, Renewer
 from .usernames import InvalidUsername, check_username, log_safe
@@ -425,6 +426,8 @@ class KerberosTickets(LoggingConfigurable):
             )
         if self.delivery == "file":
             self.cache_dir = ccache.CacheDirectory(self.ccache_dir, log=self.log).open()
+        # What a hub that was killed (kill -9) left in its scratch directories.
+        remove_stale_scratch(log=self.log)
         backend = tickets.make_backend(
             "krb5" if self.password_tickets else self.backend,
             self.kinit_path,

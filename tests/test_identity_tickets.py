@@ -342,3 +342,56 @@ async def test_a_full_disk_refuses_the_spawn_or_starts_without_a_ticket(
         assert "KRB5CCNAME" not in server.environment
     assert "No space left on device" in caplog.text
     assert sorted(os.listdir(full_ccache_dir)) == ["filler"], "no temporary file left"
+
+
+# --- item 5: a user's own huge keytab costs others nothing -------------------------------
+
+
+async def test_a_huge_keytab_fails_at_once_and_others_spawn_as_fast_as_unloaded(
+    krb5_env, tmp_path, ccache_dir, account, make_user, caplog
+):
+    c, keytabs = keytab_config(tmp_path, ccache_dir)
+    give_keytab(krb5_env, keytabs, account)
+    attacker = make_user()
+    huge = keytabs / f"{attacker.name}.keytab"
+    with open(huge, "wb") as f:
+        f.write(b"\x05\x02")
+        f.truncate(100 * 1024 * 1024)  # 100 MB of the user's own
+    os.chown(huge, attacker.uid, attacker.gid)
+    os.chmod(huge, 0o600)
+    authenticator = KerberosPAMAuthenticator(config=c)
+    victim = SimpleNamespace(name=USER, spawners={})
+
+    async def victim_spawn():
+        started = time.monotonic()
+        await authenticator.pre_spawn_start(victim, SimpleNamespace(environment={}))
+        return time.monotonic() - started
+
+    unloaded = min([await victim_spawn() for _ in range(3)])
+    bad = SimpleNamespace(name=attacker.name, spawners={})
+    attacks = [
+        asyncio.ensure_future(authenticator.pre_spawn_start(bad, SimpleNamespace(environment={})))
+        for _ in range(10)
+    ]
+    loaded = await victim_spawn()
+    results = await asyncio.gather(*attacks, return_exceptions=True)
+    assert all(isinstance(r, web.HTTPError) and r.cause == "keytab" for r in results)
+    assert "more than the" in caplog.text and "KDC" not in str(results[0].detail)
+    assert loaded <= max(2 * unloaded, unloaded + 0.05), (unloaded, loaded)
+
+
+# --- item 6: nothing left behind ------------------------------------------------------------
+
+
+def test_scratch_left_by_a_killed_hub_is_removed_at_start(krb5_env, tmp_path, ccache_dir):
+    import tempfile
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = os.path.join(tempfile.gettempdir(), f"kerbauth-{dead.pid}-0a1b2c3d4e5f6a7b")
+    os.mkdir(left, 0o700)
+    with open(os.path.join(left, "ccache"), "wb") as f:
+        f.write(b"a valid TGT, once")
+    c, _ = keytab_config(tmp_path, ccache_dir)
+    KerberosPAMAuthenticator(config=c)
+    assert not os.path.lexists(left)
