@@ -10,6 +10,15 @@ changes is the login itself:
 - PAM runs on the authenticator's thread pool with a deadline, so a slow
   module (pam_sss or pam_krb5 waiting on a KDC) costs the user a clear error,
   never the hub its event loop;
+- a name that JupyterHub's normalisation (lowercasing, ``username_map``,
+  ``pam_normalize_username``) would turn into a *different* account is
+  refused before PAM sees it: the hub user must be the account whose password
+  was checked (``Bob`` must never become ``bob``, with ``bob``'s uid, server
+  and ticket). Two names of one account (sssd's ``Alice`` and ``alice``: the
+  same uid) still log in;
+- attempts go through the login limiter (:mod:`kerbauth.login_limits`), so a
+  flood of wrong passwords from one address or for one name holds at most a
+  thread or two, and is refused (429) once it has failed a few times;
 - authentication and the account check run in one PAM transaction, and
   ``pam_setcred`` is never called. pamela calls it by default, and with
   pam_krb5 in the stack that writes the user's ticket into the *hub's*
@@ -19,6 +28,7 @@ changes is the login itself:
 
 import asyncio
 import grp
+import pwd
 
 import pamela
 from jupyterhub.auth import PAMAuthenticator
@@ -26,6 +36,7 @@ from tornado import web
 from traitlets import Float, validate
 
 from .kerberos_tickets import KerberosTickets
+from .login_limits import LoginLimits, login_source
 from .usernames import InvalidUsername, check_username, log_safe
 
 __all__ = ["KerberosPAMAuthenticator"]
@@ -35,8 +46,44 @@ TIMEOUT_MESSAGE = (
     " Please try again in a few minutes, or contact your administrator."
 )
 
+OTHER_ACCOUNT_MESSAGE = (
+    "You cannot log in as {typed!r} here: the hub would use that name as {final!r},"
+    " which is a different account. Log in with your account's name as it is written,"
+    " or contact your administrator."
+)
 
-class KerberosPAMAuthenticator(KerberosTickets, PAMAuthenticator):
+
+class OtherAccount(Exception):
+    """Normalisation would turn the name that logs in into another account's."""
+
+    def __init__(self, typed, final, reason):
+        self.typed, self.final, self.reason = typed, final, reason
+        super().__init__(f"{log_safe(typed)} would become {log_safe(final)}: {reason}")
+
+
+def other_account_reason(name, final):
+    """None if ``name`` and ``final`` are one account (the same uid in NSS), else why not.
+
+    The uid is what the spawner runs the server as, what owns the cache and
+    the keytab, so two names with one uid are one account; sssd answers for
+    ``Alice`` with ``alice``'s entry when names are case-insensitive.
+    """
+    if name == final:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return f"there is no account {log_safe(name)!r} to compare with"
+    try:
+        other = pwd.getpwnam(final)
+    except KeyError:
+        return f"there is no account {log_safe(final)!r}"
+    if entry.pw_uid != other.pw_uid:
+        return f"uid {entry.pw_uid} is not uid {other.pw_uid}"
+    return None
+
+
+class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
     """Log in with the system password through PAM; each server gets the user's Kerberos ticket."""
 
     pam_timeout = Float(
@@ -77,19 +124,45 @@ class KerberosPAMAuthenticator(KerberosTickets, PAMAuthenticator):
                         group,
                     )
 
-    def _pam_login_sync(self, username, password):
+    def _pam_transaction(self, username, password):
         """One PAM transaction: authenticate, then (if ``check_account``) the account check.
 
-        ``resetcred=0``: no ``pam_setcred`` (see the module's docstring).
+        Returns ``PAM_USER`` at the end (a module may have changed it);
+        raises :class:`pamela.PAMError`. ``pam_setcred`` is never called (see
+        the module's docstring). pamela's own ``authenticate`` cannot return
+        ``PAM_USER`` without leaking the handle of a failed transaction, so
+        this is its sequence, with ``pam_end`` always called.
         """
-        pamela.authenticate(
-            username,
-            password,
-            service=self.service,
-            encoding=self.encoding,
-            resetcred=0,
-            check=self.check_account,
-        )
+        passwords = password if isinstance(password, tuple) else (password,)
+        conv = pamela.new_simple_password_conv(passwords, self.encoding)
+        handle = pamela.pam_start(self.service, username, conv_func=conv, encoding=self.encoding)
+        retval = pamela.PAM_SUCCESS
+        account = None
+        try:
+            retval = pamela.PAM_AUTHENTICATE(handle, 0)
+            if retval == pamela.PAM_SUCCESS and self.check_account:
+                retval = pamela.PAM_ACCT_MGMT(handle, 0)
+            if retval == pamela.PAM_SUCCESS:
+                account = handle.get_item(pamela.PAM_USER, self.encoding)
+        finally:
+            pamela.pam_end(handle, retval)  # raises PAMError for a failed transaction
+        return account or username
+
+    def _pam_login_sync(self, username, password):
+        """The name check and the PAM login of ``username``, on a PAM thread.
+
+        Before PAM: the name JupyterHub will make of ``username`` must be the
+        same account. After PAM: so must the account PAM authenticated.
+        Raises :class:`OtherAccount` or :class:`pamela.PAMError`.
+        """
+        final = self.normalize_username(username)
+        reason = other_account_reason(username, final)
+        if reason:
+            raise OtherAccount(username, final, reason)
+        account = self._pam_transaction(username, password)
+        reason = other_account_reason(account, final)
+        if reason:
+            raise OtherAccount(account, final, f"PAM authenticated {log_safe(account)!r}: {reason}")
 
     async def authenticate(self, handler, data):
         """Check the name and password with PAM, off the event loop; the name, or None."""
@@ -106,12 +179,16 @@ class KerberosPAMAuthenticator(KerberosTickets, PAMAuthenticator):
             return None
         if "otp" in data:
             password = (password, data["otp"])
-        remote = handler.request.remote_ip if handler is not None else "-"
+        remote = login_source(handler.request) if handler is not None else "-"
+        attempt = await self.acquire_login(handler, username)
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self.executor, self._pam_login_sync, username, password)
         try:
-            await asyncio.wait_for(call, self.pam_timeout)
+            # shield: on timeout the thread goes on, and so does its hold on
+            # the login limits (released when the thread is done).
+            await asyncio.wait_for(asyncio.shield(call), self.pam_timeout)
         except asyncio.TimeoutError:
+            call.add_done_callback(lambda done: (done.exception(), attempt.release()))
             self.log.error(
                 "kerbauth: PAM service %r did not answer the login of %s within %s s"
                 " (KerberosPAMAuthenticator.pam_timeout)",
@@ -121,8 +198,26 @@ class KerberosPAMAuthenticator(KerberosTickets, PAMAuthenticator):
             )
             raise web.HTTPError(503, TIMEOUT_MESSAGE) from None
         except pamela.PAMError as e:
+            attempt.release()
             self.log.warning("kerbauth: PAM refused the login of %s@%s: %s", username, remote, e)
             return None
+        except OtherAccount as e:
+            attempt.release()
+            self.log.warning(
+                "kerbauth: PAM login of %r refused: JupyterHub would log it in as %r, another"
+                " account (%s); see normalize_username, username_map, pam_normalize_username",
+                log_safe(e.typed),
+                log_safe(e.final),
+                e.reason,
+            )
+            raise web.HTTPError(
+                403, OTHER_ACCOUNT_MESSAGE.format(typed=e.typed, final=e.final)
+            ) from None
+        except BaseException:
+            attempt.release()
+            raise
+        attempt.succeeded()
+        attempt.release()
         self.log.info("kerbauth: %s logged in through PAM service %r", username, self.service)
         return username
 

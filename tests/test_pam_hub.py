@@ -9,6 +9,8 @@ real keytabs in their homes, as the example expects.
 import concurrent.futures
 import html
 import os
+import pwd
+import secrets
 import stat
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import pytest
 
 from support.edge import give_keytab, server_environment
 from support.realm import klist
+from support.users import Account
 
 
 def test_login_spawn_klist_as_the_user_and_cache_gone_after_stop(
@@ -70,7 +73,12 @@ def test_wrong_empty_and_hostile_logins_are_refused_and_the_hub_stays_healthy(ed
 
 def test_a_burst_of_50_logins_is_answered_right_while_health_keeps_answering(edge_hub, make_user):
     users = [make_user(groups=("hub-users",)) for _ in range(5)]
-    hub = edge_hub()
+    # 25 wrong passwords at once from one address is what the login limits
+    # throttle (tests/test_pam_flood.py); here the answers themselves are checked.
+    hub = edge_hub(
+        "c.KerberosPAMAuthenticator.login_max_failures = 0\n"
+        "c.KerberosPAMAuthenticator.login_source_concurrency = 0\n"
+    )
     attempts = [
         (u.name, u.password if i % 2 == 0 else u.password + "x", 302 if i % 2 == 0 else 403)
         for i in range(50)
@@ -253,3 +261,104 @@ def test_pam_krb5_in_the_stack_leaves_the_hubs_cache_untouched(
     out = klist(f"FILE:{ccache_dir}/krb5cc_{user.name}", krb5_env.env, user=user.name)
     assert out.returncode == 0 and user.name in out.stdout
     assert not hub_cache.exists()
+
+
+# --- one account, one name: a login never ends as another account (issue 11) ----------------
+
+
+@pytest.fixture
+def capitalised_twin(make_user):
+    """``twin(account, same_uid=False)``: a local account named like ``account`` with a capital.
+
+    ``Kbt-1234abcd`` next to ``kbt-1234abcd``: its own uid, home and password
+    (useradd needs ``--badname`` for a capital), or, with ``same_uid``, a
+    second name for the same uid (as sssd answers ``Alice`` for ``alice``).
+    Removed at teardown.
+    """
+    made = []
+
+    def twin(account, same_uid=False):
+        name = account.name[0].upper() + account.name[1:]
+        password = secrets.token_urlsafe(12)
+        argv = ["useradd", "--badname", "--shell", "/bin/sh", "--groups", "hub-users"]
+        if same_uid:
+            argv += ["--non-unique", "--uid", str(account.uid), "--gid", str(account.gid)]
+            argv += ["--no-create-home", "--home-dir", account.home]
+        else:
+            argv += ["--create-home", "--user-group"]
+        subprocess.run([*argv, name], check=True, capture_output=True)
+        made.append((name, same_uid))
+        subprocess.run(
+            ["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True
+        )
+        entry = pwd.getpwnam(name)
+        return Account(name, password, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+    try:
+        yield twin
+    finally:
+        for name, same_uid in reversed(made):
+            if not same_uid:
+                subprocess.run(["pkill", "-KILL", "-u", name], check=False)
+            argv = ["userdel", "--force"] + ([] if same_uid else ["--remove"])
+            subprocess.run([*argv, name], check=False, capture_output=True)
+            subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def hub_users(hub):
+    return {u["name"] for u in hub.api("GET", "/users").json()}
+
+
+def test_a_capitalised_account_never_logs_in_as_its_lowercase_namesake(
+    edge_hub, make_user, capitalised_twin, krb5_env
+):
+    """``Kbt-x`` (its own account and password) would pass PAM and JupyterHub would
+    then lowercase it to ``kbt-x``: another account's server, uid and ticket. Refused,
+    with a message saying why, before PAM is asked."""
+    bob = make_user(groups=("hub-users",))
+    give_keytab(krb5_env, bob)
+    capital = capitalised_twin(bob)
+    assert capital.uid != bob.uid
+    hub = edge_hub()
+
+    response = hub.login(capital.name, capital.password)
+    assert response.status_code == 403
+    text = html.unescape(response.text)
+    assert f"You cannot log in as '{capital.name}' here" in text
+    assert f"would use that name as '{bob.name}', which is a different account" in text
+    assert bob.name not in hub_users(hub)
+    log = hub.log_text()
+    why = f"PAM login of '{capital.name}' refused: JupyterHub would log it in as '{bob.name}'"
+    assert why in log
+    assert f"uid {capital.uid} is not uid {bob.uid}" in log
+    assert capital.password not in log
+    # The lowercase account itself logs in as itself.
+    assert hub.login(bob.name, bob.password).status_code == 302
+    assert hub_users(hub) == {bob.name}
+
+
+def test_with_pam_normalize_username_a_capitalised_account_logs_in_as_itself(
+    edge_hub, make_user, capitalised_twin
+):
+    """pam_normalize_username round-trips the name through the account's uid, so
+    ``Kbt-x`` stays ``Kbt-x`` (a hub user of its own) and ``kbt-x`` stays ``kbt-x``."""
+    bob = make_user(groups=("hub-users",))
+    capital = capitalised_twin(bob)
+    hub = edge_hub("c.KerberosPAMAuthenticator.pam_normalize_username = True\n")
+    assert hub.login(capital.name, capital.password).status_code == 302
+    assert hub.login(bob.name, bob.password).status_code == 302
+    assert hub.login(capital.name, bob.password).status_code == 403  # each its own password
+    assert hub_users(hub) == {capital.name, bob.name}
+
+
+def test_two_names_of_one_account_still_log_in_as_the_hub_name(
+    edge_hub, make_user, capitalised_twin
+):
+    """Two names, one uid (what sssd does for ``Alice`` and ``alice`` with
+    case-insensitive names): the same account, so the login goes on, as ``kbt-x``."""
+    alice = make_user(groups=("hub-users",))
+    other_name = capitalised_twin(alice, same_uid=True)
+    assert other_name.uid == alice.uid
+    hub = edge_hub()
+    assert hub.login(other_name.name, other_name.password).status_code == 302
+    assert hub_users(hub) == {alice.name}
