@@ -10,7 +10,7 @@ import pytest
 from kerbauth import tickets
 from kerbauth.ccache import CacheDirectory, parse_ccache, read_ccache
 from kerbauth.errors import TicketError
-from kerbauth.renewal import RenewalTarget, Renewer
+from kerbauth.renewal import MIN_WAIT, RenewalTarget, Renewer, due_time
 from support.realm import add_principal
 
 UID, GID = 54321, 54322
@@ -220,3 +220,68 @@ async def test_a_sweep_keeps_to_its_lanes_and_leaves_the_pool_room(tmp_path, exe
     release.set()
     assert await asyncio.wait_for(sweep, 10) == 12
     assert peak[0] == 2
+
+
+async def test_an_unexpected_error_for_one_user_does_not_stop_the_sweep(executor, caplog):
+    """A full disk (OSError) or any other error renewing one user: the others are renewed."""
+    renewed = []
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    def works():
+        renewed.append("ok")
+        return (0, 36000)
+
+    targets = [stub_target("full", disk_full), stub_target("fine", works)]
+    r = renewer(targets, executor, Clock(0))
+    caplog.set_level(logging.WARNING, logger="test-renewal")
+    assert await r.sweep() == 2
+    assert renewed == ["ok"]
+    assert "full" in r._streaks and "fine" not in r._streaks
+    assert "No space left on device" in caplog.text
+
+
+def test_due_time_is_the_margin_or_half_life():
+    assert due_time((0, 36000), 1800) == 36000 - 1800
+    assert due_time((0, 60), 1800) == 30
+
+
+async def test_the_next_sweep_is_planned_by_the_earliest_due_ticket(executor):
+    """Not on a fixed interval: a ticket due in 5 s is looked at in 5 s, not in 60."""
+    clock = Clock(1000)
+    soon = RenewalTarget(key="soon", times=(1000, 1010), inspect=lambda: "ok", renew=None)
+    later = RenewalTarget(key="later", times=(1000, 1000 + 36000), inspect=lambda: "ok", renew=None)
+    r = renewer([soon, later], executor, clock)
+    assert await r.sweep() == 0
+    assert r.next_wait() == pytest.approx(5)
+    clock.now = 1004.9
+    assert r.next_wait() == MIN_WAIT, "never sooner than MIN_WAIT"
+    r = renewer([later], executor, clock)
+    await r.sweep()
+    assert r.next_wait() == pytest.approx(60), "no later than the interval"
+
+
+async def test_a_renewed_tickets_new_due_time_is_planned(executor):
+    clock = Clock(1000)
+
+    def renew():
+        return (clock.now, clock.now + 4)  # a 4-second ticket: due at half life
+
+    target = RenewalTarget(key="short", times=(990, 1001), inspect=lambda: "ok", renew=renew)
+    r = renewer([target], executor, clock)
+    assert await r.sweep() == 1
+    assert r.next_wait() == pytest.approx(2)
+
+
+async def test_a_cache_holding_another_principal_is_due_whatever_the_record_says(executor):
+    calls = []
+    target = RenewalTarget(
+        key="swapped",
+        times=(1000, 1000 + 36000),  # the hub's record: fresh
+        inspect=lambda: "foreign",
+        renew=lambda: calls.append(1) or (1000, 37000),
+    )
+    r = renewer([target], executor, Clock(1001))
+    assert await r.sweep() == 1
+    assert calls == [1]
