@@ -26,6 +26,10 @@ from its first request; ``binds_as(dn)`` only connections whose bind request
 carries ``dn`` (in plain LDAP: before StartTLS the proxy sees only the
 StartTLS request, after it only TLS records, which it passes through).
 
+With ``tls=True`` the upstream port speaks TLS from the first byte (LDAPS):
+the proxy sees no requests, so every connection is hostile from its first
+byte (``"trickle"`` and ``"slow"`` only), the TLS handshake included.
+
 Other connections are passed through untouched, so the same proxy serves
 innocent users and an attacker at once: ``HostileLDAP(slapd_address,
 mode="trickle", hostile=binds_as(attacker_dn))`` is "a path that misbehaves
@@ -202,9 +206,13 @@ class HostileLDAP:
         byte_delay=0.5,
         answer_delay=1.0,
         huge_bytes=24 * 1024 * 1024,
+        tls=False,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        if tls and (mode not in ("trickle", "slow") or hostile is not None):
+            raise ValueError("with tls=True, only trickle or slow, for every connection")
+        self.tls = tls
         self.upstream = upstream
         self.mode = mode
         self.hostile = hostile or (lambda request: True)
@@ -275,7 +283,9 @@ class HostileLDAP:
                 client.close()
                 continue
             server.settimeout(None)
-            state = {"hostile": False, "tls": False}
+            state = {"hostile": self.tls, "tls": self.tls}
+            if self.tls:
+                self.stats.add(hostile_connections=1)
             self._start(self._from_client, "hostile-ldap-in", client, server, state)
             self._start(self._from_server, "hostile-ldap-out", client, server, state)
 
@@ -354,11 +364,13 @@ class HostileLDAP:
 @pytest.fixture
 def hostile_ldap(slapd):
     """``hostile_ldap(mode=..., hostile=..., ...)``: a started :class:`HostileLDAP` in
-    front of the test slapd's plain LDAP port; all are closed at teardown."""
+    front of the test slapd's plain LDAP port (its LDAPS port with ``tls=True``);
+    all are closed at teardown."""
     started = []
 
     def factory(**kwargs):
-        proxy = HostileLDAP((slapd.host, slapd.ldap_port), **kwargs).__enter__()
+        port = slapd.ldaps_port if kwargs.get("tls") else slapd.ldap_port
+        proxy = HostileLDAP((slapd.host, port), **kwargs).__enter__()
         started.append(proxy)
         return proxy
 
