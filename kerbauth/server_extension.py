@@ -9,11 +9,25 @@ server starts: the ticket is fetched into ``$KRB5CCNAME`` and again before it
 ends. Without ``KERBAUTH_TICKET_URL`` in the environment it does nothing.
 Nothing it does can block or stop the server: failures are logged, with their
 cause, to the server's log.
+
+``KRB5CCNAME`` never names a file that is not the server's own: the place
+is checked when the extension loads, before any kernel or terminal starts
+(they inherit this process's ``os.environ``). When it is someone else's (on
+a shared host, another user may have planted a file, directory or link
+there first, holding their own ticket), the extension points
+``os.environ["KRB5CCNAME"]`` at a new private directory (``mkdtemp``, mode
+0700) and says so in the log. Removing the variable instead would leave
+libkrb5 with its default ``/tmp/krb5cc_<uid>``, which can be planted the same
+way (if no private directory can be made, it becomes an empty ``MEMORY:``
+cache). When the server stops (at the interpreter's exit: jupyter_server 2 has
+no stop hook for module extensions), the ticket is removed, and the
+directory too if this server made it.
 """
 
+import atexit
 import os
 
-from .ticket_fetch import keeper_from_environ
+from .ticket_fetch import UnsafeCacheTarget, keeper_from_environ, private_cache
 
 __all__ = ["_jupyter_server_extension_points", "_load_jupyter_server_extension"]
 
@@ -22,15 +36,37 @@ def _jupyter_server_extension_points():
     return [{"module": "kerbauth.server_extension"}]
 
 
+def _use_private_cache(log, error):
+    """Point this process's KRB5CCNAME at a new private cache; the target, or None."""
+    try:
+        target = private_cache()
+    except Exception as e:  # noqa: BLE001 - never stop the server
+        # An empty cache of this process's own, rather than libkrb5's plantable default.
+        os.environ["KRB5CCNAME"] = "MEMORY:kerbauth-no-ticket"
+        log.error("kerbauth: %s; and no private cache either (%s): no ticket", error, e)
+        return None
+    os.environ["KRB5CCNAME"] = f"FILE:{target.path}"
+    log.error("kerbauth: %s; this server uses %s instead", error, os.environ["KRB5CCNAME"])
+    return target
+
+
 def _load_jupyter_server_extension(serverapp):
     log = serverapp.log
     try:
-        keeper = keeper_from_environ(os.environ, log)
+        try:
+            keeper = keeper_from_environ(os.environ, log)
+        except UnsafeCacheTarget as e:
+            target = _use_private_cache(log, e)
+            if target is None:
+                return
+            keeper = keeper_from_environ(os.environ, log, target=target)
     except Exception as e:  # noqa: BLE001 - never stop the server
         log.error("kerbauth: cannot fetch the Kerberos ticket: %s", e)
         return
     if keeper is None:
         log.debug("kerbauth: KERBAUTH_TICKET_URL is not set; no ticket to fetch")
         return
+    keeper.on_unsafe = lambda e: _use_private_cache(log, e)
+    atexit.register(keeper.close)
     keeper.start()
     log.info("kerbauth: fetching the Kerberos ticket into %s", keeper.path)

@@ -30,10 +30,12 @@ from kerbauth.errors import KeytabError, TicketError
 from kerbauth.ticket_api import TICKET_PATH, TicketHandler
 from kerbauth.ticket_fetch import (
     FetchError,
+    UnsafeCacheTarget,
     ccache_target,
     fetch_ticket,
     keeper_from_environ,
     next_fetch_delay,
+    open_cache,
     write_ticket,
 )
 from support.realm import add_principal
@@ -74,6 +76,7 @@ BAD_PATHS = [
     ("a directory", "/tmp/"),
     ("unknown field", "/tmp/krb5cc_{user}"),
     ("positional field", "/tmp/krb5cc_{}"),
+    ("dot-dot", "/tmp/kerbauth/../etc/krb5cc_{username}"),
 ]
 
 
@@ -115,11 +118,12 @@ async def test_spawn_sets_only_where_to_fetch_and_where_to_write(
     await authenticator.pre_spawn_start(user, spawner)
     assert spawner.environment == {
         "KEEP": "1",
-        "KRB5CCNAME": f"FILE:/tmp/krb5cc_kerbauth_{name}",
+        "KRB5CCNAME": f"FILE:/tmp/kerbauth-fetch-{name}/krb5cc",
         "KERBAUTH_TICKET_URL": "http://10.0.0.5:8081/hub/api/kerbauth/ticket",
         "KERBAUTH_RENEW_MARGIN": "1800",
     }
-    assert not os.path.exists(f"/tmp/krb5cc_kerbauth_{name}")  # the server writes it, not the hub
+    # The server makes the directory and writes the ticket, not the hub.
+    assert not os.path.exists(f"/tmp/kerbauth-fetch-{name}")
     data = await authenticator.fetch_ticket(user)
     assert parse_ccache(data).principal == principal
 
@@ -241,13 +245,145 @@ def test_a_failed_write_leaves_the_old_ticket_and_no_temporary_file(tmp_path):
     target = tmp_path / "krb5cc"
     target.write_bytes(b"old")
     (tmp_path / "sub").mkdir()
-    with pytest.raises(FetchError, match="cannot create a file in"):
+    with pytest.raises(FetchError, match="missing does not exist"):
         write_ticket(str(tmp_path / "missing" / "krb5cc"), b"new")
-    # A directory in the way of the rename: the write fails, the temp file goes.
-    with pytest.raises(FetchError, match="cannot write the ticket"):
+    with pytest.raises(FetchError, match="is a directory"):
         write_ticket(str(tmp_path / "sub"), b"new")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["krb5cc", "sub"]
+
+
+def test_the_cache_directory_is_made_private_and_removed_with_the_ticket(tmp_path):
+    path = tmp_path / "kerbauth-fetch-u" / "krb5cc"
+    cache = open_cache(str(path))
+    st = os.lstat(path.parent)
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+    assert st.st_uid == os.geteuid() and cache.created
+    cache.write(b"ticket")
+    st = os.lstat(path)
+    assert (stat.S_IMODE(st.st_mode), st.st_nlink, path.read_bytes()) == (0o600, 1, b"ticket")
+    assert os.listdir(path.parent) == ["krb5cc"]
+    cache.remove()
+    assert not path.parent.exists()
+    with pytest.raises(FetchError, match="closed"):
+        cache.write(b"late")  # a fetch finishing after the server's stop writes nothing
+    assert not path.parent.exists()
+    # A directory of one's own that is already there is used, and stays.
+    path.parent.mkdir(mode=0o755)
+    cache = open_cache(str(path))
+    cache.write(b"ticket")
+    cache.remove()
+    assert path.parent.is_dir() and not path.exists()
+
+
+# --- another local user plants the server's cache path ---------------------------------
+
+
+def run_as(account, *argv, env=None):
+    return subprocess.run(
+        argv,
+        user=account.uid,
+        group=account.gid,
+        extra_groups=[],
+        env={"PATH": os.environ["PATH"], **(env or {})},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def planted(make_user):
+    """A victim, an attacker, and the attacker's ticket file to plant; removes what was planted."""
+    victim, attacker = make_user(), make_user()
+    made = []
+    try:
+        yield victim, attacker, made
+    finally:
+        for path in made:
+            subprocess.run(["rm", "-rf", "--one-file-system", path], check=False)
+
+
+PLANTS = ["file", "directory", "symlink"]
+
+
+def plant(kind, attacker, path, made):
+    """As ``attacker``: a file of theirs at ``path``, a directory of theirs for it, or a link.
+
+    ``path`` is ``/tmp/<dir>/krb5cc``. "file": the attacker makes ``<dir>``
+    and their own ticket in it; "directory": ``<dir>`` is theirs, empty;
+    "symlink": ``<dir>`` is a link to a directory of theirs holding their ticket.
+    """
+    top = os.path.dirname(path)
+    made.append(top)
+    if kind == "symlink":
+        theirs = f"/tmp/kbt-plant-{secrets.token_hex(4)}"
+        made.append(theirs)
+        script = (
+            f"mkdir -m 0755 {theirs} && echo attacker > {theirs}/krb5cc && ln -s {theirs} {top}"
+        )
+    elif kind == "directory":
+        script = f"mkdir -m 0777 {top}"
+    else:
+        script = f"mkdir -m 0755 {top} && echo attacker > {path} && chmod 0644 {path}"
+    result = run_as(attacker, "sh", "-c", script)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kind", PLANTS)
+def test_kerbauth_fetch_refuses_a_planted_cache_naming_its_owner(
+    planted, fake_hub, ticket_bytes, kind
+):
+    victim, attacker, made = planted
+    _, data = ticket_bytes
+    fake_hub.answers = [(200, data)]
+    path = f"/tmp/kerbauth-fetch-{victim.name}/krb5cc"
+    plant(kind, attacker, path, made)
+    before = [p for p in made if os.path.lexists(p)]
+    result = run_as(
+        victim,
+        os.path.join(BIN, "kerbauth-fetch"),
+        env={
+            "KERBAUTH_TICKET_URL": fake_hub.url,
+            "KRB5CCNAME": f"FILE:{path}",
+            "JUPYTERHUB_API_TOKEN": "tok",
+        },
+    )
+    assert result.returncode == 3, result.stderr
+    assert f"cannot use /tmp/kerbauth-fetch-{victim.name}" in result.stderr
+    assert f"({attacker.name})" in result.stderr and "fetch_ccache_path" in result.stderr
+    assert fake_hub.seen == []  # not even asked: nowhere safe to put it
+    # Nothing of the victim's went into the attacker's places.
+    for p in before:
+        assert os.lstat(p).st_uid == attacker.uid
+    for p in made:
+        for root, dirs, files in os.walk(p):
+            for name in dirs + files:
+                assert os.lstat(os.path.join(root, name)).st_uid == attacker.uid
+
+
+def test_a_cache_name_planted_in_sticky_tmp_is_refused_never_written_through(planted, ticket_bytes):
+    """The 0.1 default, ``/tmp/krb5cc_kerbauth_{username}``, right in /tmp."""
+    victim, attacker, made = planted
+    _, data = ticket_bytes
+    path = f"/tmp/krb5cc_kerbauth_{victim.name}"
+    made.append(path)
+    assert run_as(attacker, "sh", "-c", f"echo attacker > {path}").returncode == 0
+    owner = rf"a file of uid {attacker.uid} \({attacker.name}\) is already there"
+    with pytest.raises(UnsafeCacheTarget, match=owner):
+        open_cache(path, uid=victim.uid)
+    # Not planted yet: the name is claimed at once (here by root), so planting it later fails.
+    os.unlink(path)
+    cache = open_cache(path)
+    try:
+        assert os.lstat(path).st_uid == os.geteuid()
+        replant = run_as(attacker, "sh", "-c", f"rm -f {path} || echo attacker > {path}")
+        assert replant.returncode != 0
+        cache.write(data)
+        assert read_ccache_bytes(path) == data and os.lstat(path).st_uid == os.geteuid()
+    finally:
+        cache.remove()
+    assert not os.path.lexists(path)
 
 
 def test_fetch_sends_the_token_in_a_header_and_checks_the_answer(fake_hub, ticket_bytes):
