@@ -14,11 +14,20 @@ ticket. The rules:
   its timeout (:meth:`kerbauth.KerberosTickets.fetch_ticket`);
 - the response is ``application/octet-stream`` with ``Cache-Control:
   no-store``, and its body is never logged (JupyterHub's request log names
-  the URL and status only).
+  the URL and status only);
+- the log says which token fetched: "by the server of alice (token id a12)"
+  only for the API token of one of the owner's running servers; any other
+  token of the owner's (one made on the token page or through the API, with
+  the scope or inheriting it) is logged as "with a token of alice that is
+  not a server's", with its id and note.
 """
+
+import asyncio
+import hmac
 
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.user import User
+from jupyterhub.utils import compare_token
 from tornado import web
 
 from .errors import TicketError
@@ -65,6 +74,47 @@ class TicketHandler(APIHandler):
             self.log.error("kerbauth: no ticket for %s to fetch: %s", log_safe(user.name), e)
             status = 409 if e.cause == "expired" else 503
             raise web.HTTPError(status, e.jupyterhub_message) from None
+        # Logged before the answer goes out, so whoever got the ticket finds the line.
+        self.log.info("kerbauth: ticket fetched %s", await self._fetched_by(user))
         self.set_header("Content-Type", "application/octet-stream")
         self.finish(data)
-        self.log.info("kerbauth: ticket fetched by the server of %s", log_safe(user.name))
+
+    async def _server_of_token(self, user):
+        """The name of ``user``'s running server whose API token this request carries, or None.
+
+        The spawner keeps its token in memory while the hub runs; after a hub
+        restart only the hash JupyterHub stored for the server's OAuth client
+        (the same token) is left, so that is compared too (a few ms of
+        hashing, on a thread).
+        """
+        token = self.get_auth_token() or ""
+        hashed = []
+        for name, spawner in list(user.spawners.items()):
+            if not spawner.active:
+                continue
+            if spawner.api_token:
+                if hmac.compare_digest(spawner.api_token.encode(), token.encode()):
+                    return name
+                continue
+            client = getattr(spawner.orm_spawner, "oauth_client", None)
+            secret = getattr(client, "secret", "") or ""
+            if secret:
+                hashed.append((name, secret))
+        for name, secret in hashed:
+            if await asyncio.to_thread(compare_token, secret, token):
+                return name
+        return None
+
+    async def _fetched_by(self, user):
+        """How to name who fetched: the server's own token, or another token of the user."""
+        orm_token = self.get_token()
+        token_id = orm_token.api_id if orm_token is not None else "?"
+        server = await self._server_of_token(user)
+        if server is not None:
+            shown = log_safe(user.name) + (f"/{log_safe(server)}" if server else "")
+            return f"by the server of {shown} (token id {token_id})"
+        note = log_safe(orm_token.note or "", limit=64) if orm_token is not None else ""
+        return (
+            f"with a token of {log_safe(user.name)} that is not a server's"
+            f' (token id {token_id}, note "{note}")'
+        )

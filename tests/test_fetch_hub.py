@@ -70,18 +70,28 @@ def keytab_dir():
         shutil.rmtree(path, ignore_errors=True)
 
 
+def default_cache(name):
+    """Where a server of ``name`` keeps its ticket by default (the trait's own default)."""
+    from kerbauth import KerberosTickets
+
+    return KerberosTickets.class_traits()["fetch_ccache_path"].default_value.format(username=name)
+
+
 @pytest.fixture
 def fetched_caches():
-    """Paths of the servers' caches (in /tmp, as in a container), removed afterwards."""
+    """Paths of the servers' caches (in /tmp, as in a container), removed afterwards.
+
+    The directory made for one goes too (it should be gone already: the
+    server removes it when it stops).
+    """
     paths = []
     try:
         yield paths
     finally:
         for path in paths:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+            for leftover in (path, os.path.dirname(path)):
+                if leftover != "/tmp" and os.path.lexists(leftover):
+                    subprocess.run(["rm", "-rf", "--one-file-system", leftover], check=False)
 
 
 def fetch_config(keytab_dir, extra=""):
@@ -119,7 +129,7 @@ def add_user(hub, realm, keytab_dir, make_user, fetched_caches):
     )
     response = hub.api("POST", f"/users/{user.name}")
     assert response.status_code == 201, response.text
-    fetched_caches.append(f"/tmp/krb5cc_kerbauth_{user.name}")
+    fetched_caches.append(default_cache(user.name))
     return user, principal
 
 
@@ -167,7 +177,7 @@ def test_the_server_fetches_its_users_ticket_it_cannot_otherwise_reach(
     hub.start_server(user.name)
 
     env = server_environment(hub, user.name)
-    path = f"/tmp/krb5cc_kerbauth_{user.name}"
+    path = default_cache(user.name)
     assert env["KRB5CCNAME"] == f"FILE:{path}"
     assert env["KERBAUTH_TICKET_URL"].endswith(TICKET)
     ticket = wait_for_ticket(path, principal)
@@ -180,12 +190,11 @@ def test_the_server_fetches_its_users_ticket_it_cannot_otherwise_reach(
     assert out.returncode == 0, out.stderr
     assert f"Default principal: {principal}" in out.stdout
     assert f"krbtgt/{krb5_env.realm}@{krb5_env.realm}" in out.stdout
-    # No temporary file left beside it.
-    assert not [
-        n
-        for n in os.listdir("/tmp")
-        if n.startswith(".kerbauth-") and os.lstat(os.path.join("/tmp", n)).st_uid == user.uid
-    ]
+    # In a directory of the user's own, made by the server: nothing else in it.
+    st = os.lstat(os.path.dirname(path))
+    assert stat.S_ISDIR(st.st_mode)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.uid, 0o700)
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
 
     # The user can reach neither the keytabs nor anything of the hub's.
     keytab = os.path.join(keytab_dir, f"{user.name}.keytab")
@@ -201,7 +210,9 @@ def test_the_server_fetches_its_users_ticket_it_cannot_otherwise_reach(
     assert repr(data)[2:60] not in log and data.hex()[:64] not in log
     assert env["JUPYTERHUB_API_TOKEN"] not in log
 
+    # When the server stops, its ticket and the directory it made go with it.
     hub.stop_server(user.name)
+    assert not os.path.lexists(path) and not os.path.lexists(os.path.dirname(path))
 
 
 def test_with_internal_ssl_the_server_verifies_the_hub_and_shows_its_certificate(
@@ -222,7 +233,7 @@ def test_with_internal_ssl_the_server_verifies_the_hub_and_shows_its_certificate
     env = server_environment(hub, user.name)
     assert env["KERBAUTH_TICKET_URL"].startswith("https://")
     assert env["JUPYTERHUB_SSL_CLIENT_CA"]
-    wait_for_ticket(f"/tmp/krb5cc_kerbauth_{user.name}", principal)
+    wait_for_ticket(default_cache(user.name), principal)
     # Without the server's client certificate, the hub's API does not answer at all.
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(
@@ -281,6 +292,186 @@ def test_refusals_and_each_token_only_ever_gets_its_owners_ticket(
     hub.stop_server(bob.name)
 
 
+def test_a_users_own_tokens_are_logged_as_not_the_servers(
+    fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches
+):
+    """Under the page's roles: who fetched is logged for what it is, after a hub restart too."""
+    hub = fetch_hub("c.JupyterHub.cleanup_servers = False\n")
+    user, principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    hub.start_server(user.name)
+    server_token = server_environment(hub, user.name)["JUPYTERHUB_API_TOKEN"]
+    assert get_ticket(hub, server_token).status_code == 200
+
+    # The user makes tokens of their own, as on the hub's token page (their browser session).
+    session, response = hub.login_session(user.name, user.password)
+    assert response.status_code == 302
+
+    def new_token(**body):
+        made = session.post(
+            f"{hub.url}/hub/api/users/{user.name}/tokens",
+            json=body,
+            headers={"X-XSRFToken": session.cookies["_xsrf"]},
+            timeout=30,
+        )
+        assert made.status_code == 201, made.text
+        return made.json()
+
+    inherited = new_token(note="notebook\nkerbauth: ticket fetched by the server of root")
+    narrow = new_token(note="narrow", scopes=["read:users:name!user"])
+    assert get_ticket(hub, inherited["token"]).status_code == 200  # what roles cannot prevent
+    assert get_ticket(hub, narrow["token"]).status_code == 403  # no scope, no ticket
+    server_id = next(
+        t["id"]
+        for t in hub.api("GET", f"/users/{user.name}/tokens").json()["api_tokens"]
+        if t["note"].startswith("Server at ")
+    )
+
+    log = hub.log_text()
+    assert f"kerbauth: ticket fetched by the server of {user.name} (token id {server_id})" in log
+    assert (
+        f"kerbauth: ticket fetched with a token of {user.name} that is not a server's"
+        f' (token id {inherited["id"]}, note "notebook\\nkerbauth: ticket fetched' in log
+    )
+    # The note's newline forged no line of its own.
+    assert not re.search(r"^kerbauth: ticket fetched by the server of root", log, re.MULTILINE)
+    assert f"the token of {user.name} lacks the scope {SCOPE}" in log
+
+    # After a hub restart (the server runs on), its token is still known for what it is.
+    hub.restart()
+    assert get_ticket(hub, server_token).status_code == 200
+    assert get_ticket(hub, inherited["token"]).status_code == 200
+    after = hub.log_text()[len(log) :]
+    assert f"fetched by the server of {user.name} (token id {server_id})" in after
+    assert f"with a token of {user.name} that is not a server's (token id {inherited['id']}" in (
+        after
+    )
+    session.close()
+    hub.stop_server(user.name)
+
+
+# --- another local user plants the default cache path first ------------------------------
+
+
+def attacker_ticket(realm, attacker, tmp_path):
+    """The bytes of a real cache holding the attacker's own TGT."""
+    keytab = tmp_path / f"{attacker.name}.keytab"
+    principal = add_principal(realm, attacker.name, keytab=str(keytab))
+    cache = tmp_path / "attacker.ccache"
+    subprocess.run(
+        ["kinit", "-k", "-t", str(keytab), "-c", f"FILE:{cache}", principal],
+        env={**os.environ, **realm.env},
+        check=True,
+    )
+    return principal, cache.read_bytes()
+
+
+def plant(kind, attacker, path, ticket, made):
+    """As ``attacker``, before the victim's server starts: ``path`` made theirs.
+
+    "file": their ticket at ``path`` (in a directory of theirs when ``path``
+    is not right in /tmp); "directory": a directory of theirs at ``path``;
+    "symlink": ``path``'s directory (or ``path`` itself, right in /tmp) a link
+    to a directory of theirs holding their ticket.
+    """
+    parent = os.path.dirname(path)
+    top = path if parent == "/tmp" else parent
+    made.append(top)
+    theirs = f"/tmp/kbt-plant-{secrets.token_hex(4)}"
+    if kind == "file":
+        script = f"{'' if top == path else f'mkdir -m 0755 {parent} && '}cat > {path}"
+    elif kind == "directory":
+        script = f"mkdir -p -m 0777 {path} && cat > /dev/null"
+    else:
+        made.append(theirs)
+        name = os.path.basename(path)
+        link_to = f"{theirs}/{name}" if top == path else theirs
+        script = f"mkdir -m 0755 {theirs} && cat > {theirs}/{name} && ln -s {link_to} {top}"
+    result = subprocess.run(
+        ["sh", "-c", script],
+        input=ticket,
+        user=attacker.uid,
+        group=attacker.gid,
+        extra_groups=[],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return f"{theirs}/{os.path.basename(path)}" if kind == "symlink" else path
+
+
+def kernel_environment(hub, name):
+    """Start a kernel in the user's server (its REST API, through the proxy); its environment."""
+    started = requests.post(
+        f"{hub.url}/user/{name}/api/kernels",
+        headers={"Authorization": f"token {hub.token}"},
+        json={},
+        timeout=60,
+    )
+    assert started.status_code == 201, started.text
+    kernel_id = started.json()["id"]
+
+    def find():
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if kernel_id.encode() in f.read():
+                        with open(f"/proc/{pid}/environ", "rb") as f:
+                            pairs = f.read().split(b"\0")
+                        return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+            except OSError:
+                continue
+        return None
+
+    return wait_for(find, 60, f"the process of kernel {kernel_id}")
+
+
+@pytest.mark.parametrize("kind", ["file", "directory", "symlink"])
+def test_a_planted_default_cache_never_becomes_the_victims(
+    fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches, tmp_path, kind
+):
+    hub = fetch_hub()
+    victim, principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    attacker = make_user()
+    attacker_principal, ticket = attacker_ticket(krb5_env, attacker, tmp_path)
+    default = default_cache(victim.name)
+    made = []
+    try:
+        planted = plant(kind, attacker, default, ticket, made)
+        hub.start_server(victim.name)
+
+        # What the victim's kernels (and terminals) get: a cache of the victim's own.
+        ccname = kernel_environment(hub, victim.name)["KRB5CCNAME"]
+        assert ccname.startswith("FILE:")
+        path = ccname[len("FILE:") :]
+        assert path != default and not any(path.startswith(m) for m in made)
+        st = os.lstat(os.path.dirname(path))
+        assert stat.S_ISDIR(st.st_mode)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (victim.uid, 0o700)
+        wait_for_ticket(path, principal)
+        out = as_user(victim.name, {**krb5_env.env, "KRB5CCNAME": ccname}, "klist")
+        assert out.returncode == 0 and f"Default principal: {principal}" in out.stdout, out
+        assert attacker_principal not in out.stdout
+
+        # Why, in the server's log; the attacker's plant untouched.
+        log = hub.log_text()
+        assert f"kerbauth: cannot use {os.path.dirname(default)}" in log or (
+            f"kerbauth: cannot use {default}" in log
+        )
+        assert f"({attacker.name})" in log
+        assert f"this server uses {ccname} instead" in log
+        if kind != "directory":
+            assert read_ccache(planted).principal == attacker_principal
+            assert os.lstat(planted).st_uid == attacker.uid
+
+        # Stopped: the ticket and its private directory are gone.
+        hub.stop_server(victim.name)
+        assert not os.path.lexists(path) and not os.path.lexists(os.path.dirname(path))
+    finally:
+        for path in made:
+            subprocess.run(["rm", "-rf", "--one-file-system", path], check=False)
+
+
 def test_kerbauth_fetch_command_writes_the_ticket_as_the_user(
     fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches, tmp_path
 ):
@@ -324,7 +515,7 @@ def test_without_a_keytab_the_spawn_is_refused_with_a_message(
     hub = fetch_hub()
     user = make_user()
     assert hub.api("POST", f"/users/{user.name}").status_code == 201
-    fetched_caches.append(f"/tmp/krb5cc_kerbauth_{user.name}")
+    fetched_caches.append(default_cache(user.name))
     response = hub.request_server(user.name)
     assert response.status_code >= 400
     message = response.json()["message"]
@@ -352,7 +543,7 @@ def test_the_server_keeps_a_valid_ticket_across_expiry(
     hub = fetch_hub(realm=short_realm)
     user, principal = add_user(hub, short_realm, keytab_dir, make_user, fetched_caches)
     hub.start_server(user.name)
-    path = f"/tmp/krb5cc_kerbauth_{user.name}"
+    path = default_cache(user.name)
     first = wait_for_ticket(path, principal)
     assert first.end - first.start <= LIFE
     # A new ticket before the first one ends (the server fetches at half its life) ...
@@ -483,7 +674,7 @@ def test_the_charts_hub_config_without_root_serves_users_without_accounts(
     keytabs = tempfile.mkdtemp(prefix="kerbauth-kt-")  # the emptyDir: group fsGroup, setgid
     os.chown(keytabs, 0, runner.gid)
     os.chmod(keytabs, 0o2770)
-    path = f"/tmp/krb5cc_kerbauth_{name}"
+    path = values["hub"]["config"]["KerberosTickets"]["fetch_ccache_path"].format(username=name)
     fetched_caches.append(path)
     hub = None
     try:
