@@ -11,6 +11,7 @@ import http.server
 import logging
 import os
 import secrets
+import signal
 import socket
 import stat
 import subprocess
@@ -519,10 +520,13 @@ def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
             server.wait()
 
 
-def test_kerbauth_fetch_keep_fetches_until_stopped(fake_hub, ticket_bytes, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_kerbauth_fetch_keep_fetches_until_stopped_then_removes_the_ticket(
+    fake_hub, ticket_bytes, tmp_path, stop
+):
     principal, data = ticket_bytes
     fake_hub.answers = [(503, b"{}"), (200, data)]
-    target = tmp_path / "krb5cc"
+    target = tmp_path / "kerbauth-fetch-u" / "krb5cc"
     token = secrets.token_hex(8)
     keeper = subprocess.Popen(
         [os.path.join(BIN, "kerbauth-fetch"), "--keep", "--max-backoff", "1"],
@@ -543,8 +547,12 @@ def test_kerbauth_fetch_keep_fetches_until_stopped(fake_hub, ticket_bytes, tmp_p
         assert target.read_bytes() == data
         assert keeper.poll() is None  # it goes on, to fetch again before the end
     finally:
-        keeper.terminate()
+        keeper.send_signal(stop)
         output, _ = keeper.communicate(timeout=20)
+    # Stopped: the ticket and the directory it made are gone, and it says so.
+    assert keeper.returncode == 0, output
+    assert not target.parent.exists()
+    assert f"the ticket in {target} is removed" in output
     assert "refused the ticket request: 503" in output
     assert f"Kerberos ticket of {principal} written to {target}" in output
     assert token not in output
