@@ -41,6 +41,7 @@ __all__ = [
     "HubScratch",
     "read_child_cache",
     "remove_scratch",
+    "NotScratch",
     "remove_stale_scratch",
     "MAX_CHILD_CACHE_BYTES",
 ]
@@ -260,6 +261,8 @@ class HubScratch:
             return
         try:
             _remove_tree_fd(self.fd, self.path)
+        except OSError:
+            pass  # filled by the user's own processes: left to remove_stale_scratch
         finally:
             os.close(self.fd)
             self.fd = None
@@ -299,15 +302,29 @@ def read_child_cache(dir_fd, name, what):
         os.close(fd)
 
 
-def _clear(dir_fd):
+# A scratch directory holds a cache or two and kinit's temporary file. One
+# with more (a user can make directories of such names in /tmp, or fill their
+# own child's) is not removed: emptying it would cost the hub without bound.
+_MAX_SCRATCH_ENTRIES = 64
+_MAX_SCRATCH_DEPTH = 2
+
+
+class NotScratch(OSError):
+    """A directory of a scratch name holds more than a scratch directory can."""
+
+
+def _clear(dir_fd, depth=0):
     """Remove everything inside the directory open at ``dir_fd``, following no links."""
-    for name in os.listdir(dir_fd):
+    names = os.listdir(dir_fd)
+    if len(names) > _MAX_SCRATCH_ENTRIES or depth > _MAX_SCRATCH_DEPTH:
+        raise NotScratch(f"{len(names)} entries at depth {depth}; not a kerbauth scratch directory")
+    for name in names:
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 sub = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
                 try:
-                    _clear(sub)
+                    _clear(sub, depth + 1)
                 finally:
                     os.close(sub)
                 os.rmdir(name, dir_fd=dir_fd)
@@ -328,7 +345,11 @@ def _remove_tree_fd(fd, path):
 
 
 def remove_scratch(path):
-    """Remove the scratch directory ``path`` (of any owner) if it is one; follow no links."""
+    """Remove the scratch directory ``path`` (of any owner) if it is one; follow no links.
+
+    Raises :class:`NotScratch` (an OSError) for a directory that holds more
+    than a scratch directory can, and leaves it.
+    """
     try:
         fd = os.open(path, _OPEN_DIR)
     except OSError:

@@ -216,14 +216,16 @@ class Krb5Backend:
             reply = worker.call({**request, "scratch": scratch}, deadline)
         except TimeoutError:
             self._discard(worker)
-            remove_scratch(scratch)
+            with contextlib.suppress(OSError):
+                remove_scratch(scratch)
             raise TicketError(
                 "timeout", f"the KDC did not answer for {principal} within {timeout} s"
             ) from None
         except (OSError, EOFError, ValueError) as e:
             reused = worker.answered
             self._discard(worker)
-            remove_scratch(scratch)
+            with contextlib.suppress(OSError):
+                remove_scratch(scratch)
             if reused:
                 # An idle worker that died (killed from outside, say): the
                 # request never reached a KDC, so a fresh worker may try it.

@@ -9,6 +9,7 @@ import base64
 import glob
 import grp
 import json
+import logging
 import os
 import signal
 import socket
@@ -615,3 +616,21 @@ def test_remove_stale_scratch_follows_no_link_and_spares_what_is_not_stale(tmp_p
     assert link.is_symlink()
     assert live.is_dir() and new_legacy.is_dir() and other.is_dir()
     assert all(path.is_dir() for path in odd)
+
+
+def test_remove_stale_scratch_leaves_what_no_scratch_directory_holds(tmp_path, caplog):
+    # Anyone can make directories of such names in /tmp: one holding more than a
+    # cache or two (or a deep tree) is left with a warning, at no cost to the hub.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    full = tmp_path / f"kerbauth-{dead.pid}-{'f' * 16}"
+    full.mkdir()
+    for i in range(1000):
+        (full / str(i)).write_bytes(b"")
+    deep = tmp_path / f"kerbauth-{dead.pid}-{'e' * 16}"
+    (deep / "a" / "b" / "c" / "d").mkdir(parents=True)
+    log = logging.getLogger("test-scratch")
+    with caplog.at_level(logging.WARNING, logger="test-scratch"):
+        assert remove_stale_scratch(str(tmp_path), log=log) == []
+    assert len(os.listdir(full)) == 1000 and deep.is_dir()
+    assert "not a kerbauth scratch directory" in caplog.text
