@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -330,10 +331,24 @@ class Slapd:
         """Where the log ends now; pass it to :meth:`log_since`."""
         return os.path.getsize(self.log_path)
 
-    def log_since(self, mark):
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            f.seek(mark)
-            return f.read()
+    def log_since(self, mark, deadline=5):
+        """The log since ``mark``, once every connection it shows opened is closed.
+
+        slapd writes a result line after it has sent the result, so a client
+        can be done before the line is there; a connection's "closed" line
+        comes last. Polls for up to ``deadline`` seconds, then returns what
+        there is.
+        """
+        end = time.monotonic() + deadline
+        while True:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                f.seek(mark)
+                text = f.read()
+            opened = set(re.findall(r"conn=(\d+) fd=\d+ ACCEPT", text))
+            closed = set(re.findall(r"conn=(\d+) fd=\d+ closed", text))
+            if opened <= closed or time.monotonic() > end:
+                return text
+            time.sleep(0.02)
 
     def admin_connection(self):
         """A bound ldap3 connection as the directory's root DN (plain LDAP, for seeding)."""
@@ -345,7 +360,6 @@ class Slapd:
             auto_bind=True,
             receive_timeout=5,
         )
-
 
     @contextlib.contextmanager
     def temporary_person(self, person):
