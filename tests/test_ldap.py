@@ -307,6 +307,17 @@ async def test_username_map_is_applied_once_after_binding_as_the_typed_name(slap
     assert (await login(authenticator, "bob", bob.password))["auth_state"]["ldap_dn"] == bob.dn
 
 
+async def test_a_username_map_that_chains_after_startup_refuses_the_login(slapd, config, caplog):
+    """The startup check refuses chains; a map changed later is caught at login:
+    the name returned must be one JupyterHub's normalisation leaves alone."""
+    authenticator = KerberosLDAPAuthenticator(config=config)
+    authenticator.username_map = {"alice": "bob", "bob": "carol"}
+    mark = slapd.log_mark()
+    assert await login(authenticator, "alice", slapd.people["alice"].password) is None
+    assert "maps it to bob, which it maps again to carol" in caplog.text
+    assert "BIND" not in slapd.log_since(mark)
+
+
 async def test_a_mapped_login_takes_the_owner_from_the_hub_users_entry(slapd, config):
     """With owner_from_ldap, hub user bob's cache belongs to bob's entry, whoever of
     alice and bob logged in (the same after a restart)."""
