@@ -24,6 +24,7 @@ import time
 import pytest
 import requests
 import yaml
+from traitlets.config import Config
 
 import support.hub
 from kerbauth.ccache import read_ccache, read_ccache_bytes
@@ -346,6 +347,57 @@ def test_a_users_own_tokens_are_logged_as_not_the_servers(
         after
     )
     session.close()
+    hub.stop_server(user.name)
+
+
+def docs_strict_roles():
+    """The page's scope definition with its stricter roles, as jupyterhub_config.py lines."""
+    with open(os.path.join(DOCS, "kubernetes.md")) as f:
+        text = f.read()
+    (strict,) = re.findall(r"```python\n(# Users may not make API tokens.*?)```", text, re.DOTALL)
+    c = Config()
+    for snippet in (docs_roles_snippet(), strict):
+        exec(compile(snippet, "docs/kubernetes.md", "exec"), {"c": c})  # noqa: S102
+    return (
+        f"c.JupyterHub.custom_scopes = {c.JupyterHub.custom_scopes!r}\n"
+        f"c.JupyterHub.load_roles = c.JupyterHub.load_roles + {c.JupyterHub.load_roles!r}\n"
+    )
+
+
+def test_under_the_strict_roles_only_tokens_the_hub_makes_fetch(
+    hub_factory, keytab_dir, krb5_env, pam_service, make_user, fetched_caches, monkeypatch
+):
+    infrastructure = support.hub._infrastructure
+    monkeypatch.setattr(
+        support.hub, "_infrastructure", lambda *a: infrastructure(*a) + "\n" + docs_strict_roles()
+    )
+    hub = hub_factory(
+        fetch_config(keytab_dir),
+        env={"KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"], "JUPYTERHUB_PAM_SERVICE": pam_service()},
+    )
+    user, principal = add_user(hub, krb5_env, keytab_dir, make_user, fetched_caches)
+    hub.start_server(user.name)
+    wait_for_ticket(default_cache(user.name), principal)  # the server's token has the scope
+    server_token = server_environment(hub, user.name)["JUPYTERHUB_API_TOKEN"]
+    assert get_ticket(hub, server_token).status_code == 200
+
+    # The user can log in and use their server, but make no token of their own.
+    session, response = hub.login_session(user.name, user.password)
+    assert response.status_code == 302
+    made = session.post(
+        f"{hub.url}/hub/api/users/{user.name}/tokens",
+        json={"note": "mine"},
+        headers={"X-XSRFToken": session.cookies["_xsrf"]},
+        timeout=30,
+    )
+    assert made.status_code == 403, made.text
+    session.close()
+
+    # What the roles do not prevent: an admin's token for the user inherits the user's scope.
+    admin_made = hub.api("POST", f"/users/{user.name}/tokens", json={"note": "by an admin"})
+    assert admin_made.status_code == 201, admin_made.text
+    assert get_ticket(hub, admin_made.json()["token"]).status_code == 200
+    assert f"with a token of {user.name} that is not a server's" in hub.log_text()
     hub.stop_server(user.name)
 
 

@@ -11,6 +11,7 @@ hub.
 import os
 import re
 from importlib.metadata import entry_points
+from itertools import chain
 
 import pytest
 import yaml
@@ -66,8 +67,34 @@ def check_roles(load_roles):
 
 def test_the_page_has_its_snippets():
     assert len(blocks("yaml")) == 1
-    assert len(blocks("python")) == 2
+    assert len(blocks("python")) == 3
     assert len(blocks("dockerfile")) == 2
+
+
+def strict_roles_snippet():
+    (snippet,) = [b for b in blocks("python") if "may not make API tokens" in b]
+    return snippet
+
+
+def test_the_strict_roles_are_the_users_self_without_tokens(jupyterhub_scopes):
+    """The roles that keep users from making tokens: ``self`` minus ``tokens``, and the scope."""
+    c = run_python(next(b for b in blocks("python") if "custom_scopes" in b))
+    scopes.define_custom_scopes(c.JupyterHub.custom_scopes)
+    default_roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    exec(compile(strict_roles_snippet(), PAGE, "exec"), {"c": c})  # noqa: S102
+    by_name = {role["name"]: role for role in c.JupyterHub.load_roles}
+    assert set(by_name) == {"user", "server"}
+    for role in by_name.values():
+        roles._validate_role_name(role["name"])
+        scopes._check_scopes_exist(role["scopes"])
+    assert by_name["server"] == default_roles["server"]
+    user_scopes = set(by_name["user"]["scopes"])
+    assert f"{SCOPE}!user" in user_scopes
+    # Everything ``self`` gives a user (expanded as JupyterHub does), except making tokens.
+    expanded = set(chain.from_iterable(scopes._expand_scope(s.split("!")[0]) for s in user_scopes))
+    given_by_self = {s.split("!")[0] for s in scopes._expand_self_scope("alice")}
+    assert given_by_self - {"tokens"} <= expanded
+    assert "tokens" not in expanded
 
 
 def test_the_scope_snippet_defines_and_grants_kerbauths_scope(jupyterhub_scopes):
@@ -86,6 +113,9 @@ def test_the_charts_config_yaml(jupyterhub_scopes, krb5_env, tmp_path):
     # kerbauth and LDAP, in fetch mode, configure the installed authenticator.
     c = Config(hub["config"])
     assert c.JupyterHub.authenticator_class == "kerberos-ldap"
+    assert "ccache_dir" not in c.KerberosTickets
+    # Where file mode would make it (the default may exist on a host that ran other tests).
+    c.KerberosTickets.ccache_dir = str(tmp_path / "never-made")
     authenticator = authenticator_from(c)
     assert authenticator.delivery == "fetch"
     assert authenticator.realm == "CORP.EXAMPLE.COM"
