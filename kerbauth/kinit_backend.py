@@ -20,7 +20,11 @@ environment, in a scratch directory the hub made for it and gave to that uid:
 at most ``timeout`` seconds.
 """
 
+import contextlib
+import os
+import select
 import subprocess
+import time
 
 from .children import (
     HubScratch,
@@ -36,6 +40,9 @@ from .errors import TicketError, cause_from_message
 from .keytab import read_keytab_bytes
 
 __all__ = ["KinitBackend"]
+
+# What is kept of kinit's stderr: its error message is one line.
+MAX_ERROR_BYTES = 64 * 1024
 
 
 class KinitBackend:
@@ -86,29 +93,83 @@ class KinitBackend:
             return scratch.read_cache("ccache", what)
 
     def _run(self, args, principal, timeout, run_as, pass_fds=(), stdin=None):
+        deadline = time.monotonic() + timeout
         try:
-            result = subprocess.run(
+            proc = subprocess.Popen(
                 [self.kinit_path, *args],
                 env=child_environment(),
                 pass_fds=pass_fds,
-                input=stdin,
-                stdin=None if stdin is not None else subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=subprocess.DEVNULL,  # the password prompt
+                stderr=subprocess.PIPE,
                 **run_as_options(run_as),
             )
-        except subprocess.TimeoutExpired:
-            raise TicketError(
-                "timeout", f"{self.kinit_path} for {principal} did not finish within {timeout} s"
-            ) from None
         except OSError as e:
             raise start_error(self.kinit_path, run_as, e) from None
-        if result.returncode != 0:
-            message = result.stderr.decode("utf-8", "replace").strip() or (
-                f"exit status {result.returncode}"
+        try:
+            returncode, errors = _wait(proc, stdin, deadline)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdin, proc.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        if returncode is None:
+            raise TicketError(
+                "timeout", f"{self.kinit_path} for {principal} did not finish within {timeout} s"
             )
+        if returncode != 0:
+            message = errors.decode("utf-8", "replace").strip() or f"exit status {returncode}"
             cause = cause_from_message(message)
             if cause == "other" and "while initializing kerberos 5 library" in message.lower():
                 cause = "config"  # krb5.conf unreadable or broken for that uid
             raise TicketError(cause, f"{self.kinit_path} (as {describe(run_as)}): {message}")
+
+
+def _wait(proc, stdin, deadline):
+    """``(exit status or None at the deadline, the start of stderr)`` of ``proc``.
+
+    ``stdin`` (bytes or None) is fed without blocking; only the first
+    :data:`MAX_ERROR_BYTES` of stderr are kept. kinit runs as the user, whose
+    own processes may trace it: whatever it writes costs the hub no more.
+    """
+    err = proc.stderr.fileno()
+    pending = memoryview(stdin or b"")
+    feed = proc.stdin.fileno() if stdin is not None else None
+    if feed is not None:
+        os.set_blocking(feed, False)
+    kept, size = [], 0
+    while err is not None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None, b"".join(kept)
+        # poll, not select: a busy hub has descriptors above select's 1024.
+        poller = select.poll()
+        poller.register(err, select.POLLIN)
+        if feed is not None:
+            poller.register(feed, select.POLLOUT)
+        events = dict(poller.poll(remaining * 1000))
+        readable, writable = err in events, feed is not None and feed in events
+        if writable:
+            try:
+                pending = pending[os.write(feed, pending) :]
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                pending = pending[:0]
+            if not pending:
+                proc.stdin.close()
+                feed = None
+        if readable:
+            chunk = os.read(err, 65536)
+            if not chunk:
+                err = None
+            elif size < MAX_ERROR_BYTES:
+                kept.append(chunk[: MAX_ERROR_BYTES - size])
+                size += len(kept[-1])
+    try:
+        return proc.wait(timeout=max(0, deadline - time.monotonic())), b"".join(kept)
+    except subprocess.TimeoutExpired:
+        return None, b"".join(kept)

@@ -80,8 +80,10 @@ class _Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
+            # poll, not select: a busy hub has descriptors above select's 1024.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if poller.poll(remaining * 1000):
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     raise EOFError(f"the krb5 worker exited with status {self.proc.wait()}")

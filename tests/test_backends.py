@@ -11,6 +11,7 @@ import grp
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -634,3 +635,20 @@ def test_remove_stale_scratch_leaves_what_no_scratch_directory_holds(tmp_path, c
         assert remove_stale_scratch(str(tmp_path), log=log) == []
     assert len(os.listdir(full)) == 1000 and deep.is_dir()
     assert "not a kerbauth scratch directory" in caplog.text
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_hub_with_descriptors_above_1024(name, realm, user, monkeypatch):
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    principal, keytab = keytab_for(realm, user)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    backend = tickets.make_backend(name)
+    try:
+        assert parse_ccache(keytab_ticket(backend, principal, keytab, user)).principal == principal
+    finally:
+        getattr(backend, "close", lambda: None)()
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -10,6 +10,7 @@ process could (a symlink or hardlink instead of the cache, a huge cache).
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,10 @@ mode = {mode!r}
 if mode == "hang":
     print(os.getpid(), file=open({record!r} + ".pid", "w"), flush=True)
     time.sleep(3600)
+if mode == "flood":
+    sys.stdout.write("y" * (20 * 1024 * 1024))
+    sys.stderr.write("kinit: " + "x" * (20 * 1024 * 1024))
+    sys.exit(1)
 if mode == "skew":
     sys.stderr.write("kinit: Clock skew too great while getting initial credentials\\n")
     sys.exit(1)
@@ -276,3 +281,34 @@ def test_keytab_grown_after_the_check_never_reaches_kinit(fake_kinit, keytab, us
     assert "2097152 bytes; more than the 1 MiB" in str(info.value)
     with pytest.raises(FileNotFoundError):
         read()
+
+
+def test_what_kinit_writes_costs_the_hub_at_most_64_kib(fake_kinit, keytab, user):
+    # The user's own processes can trace their kinit and make it write without end.
+    kinit, _ = fake_kinit("flood")
+    with pytest.raises(TicketError) as info:
+        run(kinit, keytab, user)
+    assert info.value.detail.endswith("x" * 1000)
+    assert len(info.value.detail) < 65 * 1024
+
+
+@pytest.fixture
+def many_descriptors():
+    """The test process holds descriptors above 1024, as a busy hub does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_kinit_works_for_a_hub_with_descriptors_above_1024(
+    fake_kinit, keytab, user, many_descriptors
+):
+    kinit, _ = fake_kinit()
+    assert run(kinit, keytab, user) == b"fake-cache"
+    assert KinitBackend(kinit).password_ticket(PRINCIPAL, "pw", 0, 5, run_as=(user.uid, user.gid))
