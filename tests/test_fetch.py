@@ -612,7 +612,7 @@ async def test_password_tickets_are_fetched_from_auth_state_and_renewed_when_due
     ticket = parse_ccache(data)
     assert ticket.renew_till > ticket.end
     later = ticket.end - authenticator.renew_margin / 2
-    monkeypatch.setattr("kerbauth.kerberos_tickets.time.time", lambda: later)
+    monkeypatch.setattr(authenticator.renewer, "clock", lambda: later)
     renewed = await authenticator.fetch_ticket(user)
     assert renewed != data and parse_ccache(renewed).principal == principal
     assert user.saved and user.saved[-1][AUTH_STATE_KEY] == base64.b64encode(renewed).decode()
