@@ -25,17 +25,24 @@ package, which the ``-m`` start imports first, is kept light for that).
 """
 
 import base64
+import contextlib
 import ctypes
 import json
 import os
 import shutil
+import signal
+import socket
 import stat
 import sys
+import traceback
 
 import krb5
 
 MAX_CACHE_BYTES = 4 * 1024 * 1024
 _PR_SET_DUMPABLE = 4
+_PR_SET_NAME = 15
+# The process name (``comm``, what ``ps`` and ``pgrep`` show) of a worker.
+WORKER_NAME = b"kerbauth-worker"
 
 
 class ScratchError(Exception):
@@ -136,16 +143,21 @@ def handle(ctx, request):
     return {"ok": True, "ccache": base64.b64encode(data).decode()}
 
 
-def _not_dumpable():
-    """No core dumps, no ptrace and no /proc/<pid>/{mem,fd,environ} for other processes."""
+def _prctl(option, value):
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
 
+def _not_dumpable():
+    """No core dumps, no ptrace and no /proc/<pid>/{mem,fd,environ} for other processes."""
+    _prctl(_PR_SET_DUMPABLE, 0)
+
+
 def serve(stdin, stdout):
     _not_dumpable()
+    _prctl(_PR_SET_NAME, ctypes.c_char_p(WORKER_NAME))
     try:
         ctx, failed = krb5.init_context(), None
     except krb5.Krb5Error as e:  # krb5.conf unreadable for this uid, say: each request says so
@@ -163,5 +175,81 @@ def serve(stdin, stdout):
         stdout.flush()
 
 
+def _become(uid, gid):
+    """Drop to ``uid``/``gid`` for good, with no supplementary groups."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
+        raise OSError(f"could not become uid {uid} gid {gid}")
+
+
+def _reap(signum=None, frame=None):
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def fork_server(control):
+    """Start warm workers for the hub: one ``fork`` per ``{"uid", "gid"}`` asked on ``control``.
+
+    Run by a hub with root, as root, so that a worker for a new uid costs a
+    fork (about a millisecond) instead of starting Python and importing the
+    library (about 80 ms of CPU). It parses nothing but the hub's requests
+    (two numbers and two pipe descriptors). The new worker drops to the uid
+    and gid, with no supplementary groups, before it reads anything; the hub
+    gets back its pid and a pidfd, with which it can kill it without ever
+    hitting a reused pid. The server exits when the hub closes ``control``.
+    """
+    os.close(os.pidfd_open(os.getpid()))  # no pidfds (Linux < 5.3): exit, the hub falls back
+    signal.signal(signal.SIGCHLD, _reap)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 4096, 2)
+        except OSError:
+            return
+        if not message:
+            return
+        ask = json.loads(message)
+        # SIGCHLD waits until the pidfd is open: a worker that died at once is
+        # not reaped (and its pid not freed) before the hub holds it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _worker_child(control, fds, int(ask["uid"]), int(ask["gid"]))
+            pidfd = os.pidfd_open(pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        for fd in fds:
+            os.close(fd)
+        try:
+            socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
+        finally:
+            os.close(pidfd)
+
+
+def _worker_child(control, fds, uid, gid):
+    status = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        control.close()
+        _become(uid, gid)
+        os.dup2(fds[0], 0)
+        os.dup2(fds[1], 1)
+        for fd in fds:
+            os.close(fd)
+        serve(open(0, encoding="utf-8", closefd=False), open(1, "w", closefd=False))
+        status = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(status)
+
+
 if __name__ == "__main__":
-    serve(sys.stdin, sys.stdout)
+    if sys.argv[1:] == ["--fork-server"]:
+        fork_server(socket.socket(fileno=0))
+    else:
+        serve(sys.stdin, sys.stdout)
