@@ -12,8 +12,10 @@ kinit. Workers are processes rather than threads for two reasons:
 - a worker runs as the uid its requests are for (``run_as``, see
   :mod:`kerbauth.children`), so the library parses a user's keytab or cache
   with that user's privileges only. A worker serves one uid; the pool holds
-  at most ``max_workers`` processes in all, and an idle worker of another uid
-  is closed to make room.
+  at most ``max_workers`` workers in all, and an idle worker of another uid
+  is closed to make room. A hub with root forks them from a fork server of
+  its own (:func:`kerbauth.krb5_worker.fork_server`, one more process): a
+  worker for a new uid then costs a fork, not a Python start.
 
 Keytabs, passwords and caches go to the worker over its stdin and caches come
 back over its stdout (base64 in JSON lines): nothing is written where the
