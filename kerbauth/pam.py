@@ -16,6 +16,9 @@ changes is the login itself:
   was checked (``Bob`` must never become ``bob``, with ``bob``'s uid, server
   and ticket). Two names of one account (sssd's ``Alice`` and ``alice``: the
   same uid) still log in;
+- PAM's fail delay (the 2 s pause pam_unix and pam_faildelay put after a
+  wrong password) is waited out in asyncio, not in the PAM thread: the
+  client that failed still waits, the thread goes on to the next login;
 - attempts go through the login limiter (:mod:`kerbauth.login_limits`), so a
   flood of wrong passwords from one address or for one name holds at most a
   thread or two, and is refused (429) once it has failed a few times;
@@ -27,6 +30,7 @@ changes is the login itself:
 """
 
 import asyncio
+import ctypes
 import grp
 import pwd
 
@@ -45,6 +49,16 @@ TIMEOUT_MESSAGE = (
     "The login service did not answer in time, so your password could not be checked."
     " Please try again in a few minutes, or contact your administrator."
 )
+
+# The PAM item that replaces the framework's fail delay (a sleep in the calling
+# thread) with a function of the application's: void fn(int retval, unsigned
+# usec, void *appdata). Linux-PAM _pam_types.h.
+PAM_FAIL_DELAY = 10
+_DELAY_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p)
+# A function pointer of our own (pamela's PAM_SET_ITEM is typed for strings).
+_SET_DELAY_FN = pamela.LIBPAM["pam_set_item"]
+_SET_DELAY_FN.restype = ctypes.c_int
+_SET_DELAY_FN.argtypes = [pamela.PamHandle, ctypes.c_int, _DELAY_FN]
 
 OTHER_ACCOUNT_MESSAGE = (
     "You cannot log in as {typed!r} here: the hub would use that name as {final!r},"
@@ -128,24 +142,41 @@ class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
         """One PAM transaction: authenticate, then (if ``check_account``) the account check.
 
         Returns ``PAM_USER`` at the end (a module may have changed it);
-        raises :class:`pamela.PAMError`. ``pam_setcred`` is never called (see
-        the module's docstring). pamela's own ``authenticate`` cannot return
-        ``PAM_USER`` without leaking the handle of a failed transaction, so
-        this is its sequence, with ``pam_end`` always called.
+        raises :class:`pamela.PAMError`, with ``fail_delay``: the seconds of
+        fail delay the PAM stack asked for (pam_unix, pam_faildelay), which
+        the caller waits out in asyncio. PAM itself does not sleep: its
+        ``PAM_FAIL_DELAY`` function is replaced, so the delay holds no thread.
+        ``pam_setcred`` is never called (see the module's docstring).
+        pamela's own ``authenticate`` cannot return ``PAM_USER`` without
+        leaking the handle of a failed transaction, so this is its sequence,
+        with ``pam_end`` always called.
         """
         passwords = password if isinstance(password, tuple) else (password,)
         conv = pamela.new_simple_password_conv(passwords, self.encoding)
+        delays = []
+
+        @_DELAY_FN
+        def record_delay(retval, usec, appdata):
+            if retval != pamela.PAM_SUCCESS:
+                delays.append(usec / 1e6)
+
         handle = pamela.pam_start(self.service, username, conv_func=conv, encoding=self.encoding)
         retval = pamela.PAM_SUCCESS
         account = None
         try:
-            retval = pamela.PAM_AUTHENTICATE(handle, 0)
+            retval = _SET_DELAY_FN(handle, PAM_FAIL_DELAY, record_delay)
+            if retval == pamela.PAM_SUCCESS:
+                retval = pamela.PAM_AUTHENTICATE(handle, 0)
             if retval == pamela.PAM_SUCCESS and self.check_account:
                 retval = pamela.PAM_ACCT_MGMT(handle, 0)
             if retval == pamela.PAM_SUCCESS:
                 account = handle.get_item(pamela.PAM_USER, self.encoding)
         finally:
-            pamela.pam_end(handle, retval)  # raises PAMError for a failed transaction
+            try:
+                pamela.pam_end(handle, retval)  # raises PAMError for a failed transaction
+            except pamela.PAMError as e:
+                e.fail_delay = max(delays, default=0.0)
+                raise
         return account or username
 
     def _pam_login_sync(self, username, password):
@@ -198,8 +229,13 @@ class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
             )
             raise web.HTTPError(503, TIMEOUT_MESSAGE) from None
         except pamela.PAMError as e:
-            attempt.release()
             self.log.warning("kerbauth: PAM refused the login of %s@%s: %s", username, remote, e)
+            try:
+                # The fail delay, waited out here: it slows this client (whose
+                # turn it keeps meanwhile), not the PAM threads.
+                await asyncio.sleep(min(getattr(e, "fail_delay", 0.0), self.pam_timeout))
+            finally:
+                attempt.release()
             return None
         except OtherAccount as e:
             attempt.release()

@@ -108,3 +108,40 @@ def test_a_pam_call_past_pam_timeout_keeps_its_turn_until_its_thread_ends(
         assert await auth.authenticate(None, data) == user.name
 
     asyncio.run(main())
+
+
+FAIL_DELAY_SERVICE = """\
+auth     required  pam_faildelay.so delay=2000000
+auth     required  pam_unix.so
+account  required  pam_unix.so
+"""
+
+
+def test_the_fail_delay_slows_the_failed_client_not_the_pam_thread(
+    authenticator, make_user, pam_service
+):
+    """One PAM thread: a wrong password (2 s fail delay) and, queued behind it on that
+    thread, another user's correct password. The wrong one still takes the delay; the
+    correct one does not wait for it."""
+    mallory, alice = make_user(), make_user()
+    c = Config()
+    c.KerberosTickets.keytab_template = "/nonexistent/{username}.keytab"
+    c.KerberosPAMAuthenticator.service = pam_service(FAIL_DELAY_SERVICE)
+    c.KerberosPAMAuthenticator.executor_threads = 1
+    auth = KerberosPAMAuthenticator(config=c)
+
+    async def timed(username, password):
+        started = time.monotonic()
+        data = {"username": username, "password": password}
+        result = await auth.authenticate(None, data)
+        return result, time.monotonic() - started
+
+    async def main():
+        # Submitted in this order to the one thread (a FIFO queue).
+        wrong = asyncio.ensure_future(timed(mallory.name, "wrong"))
+        right = asyncio.ensure_future(timed(alice.name, alice.password))
+        return await wrong, await right
+
+    (wrong, wrong_seconds), (right, right_seconds) = asyncio.run(main())
+    assert wrong is None and wrong_seconds >= 0.9  # 2 s, randomised by PAM by up to 50 %
+    assert right == alice.name and right_seconds < 0.8, (wrong_seconds, right_seconds)
