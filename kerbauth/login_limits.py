@@ -39,6 +39,7 @@ which an ``authenticate`` wraps around the expensive check::
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 
 from tornado import netutil, web
@@ -61,20 +62,24 @@ class LoginRefused(Exception):
     """An attempt the limiter refused: ``kind`` ("name" or "source"), ``key``, ``reason``.
 
     ``reason`` is "failures" (throttled by recent failures) or "busy" (too many
-    attempts waiting, or waited too long). ``message`` is for the user.
+    attempts waiting, or waited too long). ``message`` is for the user;
+    ``streak`` counts the refusals of ``key`` since its last admitted attempt
+    (1: the first, worth a warning; later ones are worth a debug line).
     """
 
     def __init__(self, kind, key, reason):
         self.kind, self.key, self.reason = kind, key, reason
+        self.streak = 1
         self.message = FAILED_MESSAGE if reason == "failures" else BUSY_MESSAGE
         super().__init__(f"{kind} {key!r}: {reason}")
 
 
 class _Entry:
-    __slots__ = ("in_flight", "waiting", "score", "stamp")
+    __slots__ = ("in_flight", "waiting", "score", "stamp", "refused")
 
     def __init__(self, now):
         self.in_flight = 0
+        self.refused = 0  # refusals since the last admitted attempt
         self.waiting = collections.deque()  # futures, oldest first
         self.score = 0.0  # failures, decaying
         self.stamp = now  # when ``score`` was last brought up to date
@@ -211,12 +216,12 @@ class LoginLimiter:
             held = [(table, key, table.get(key, now)) for table, key in keys]
             refusal = self._refusal(held, now)
             if refusal is not None:
-                self._tidy(held)
-                raise refusal
+                self._refuse(held, refusal)
             blocked = [(t, k, e) for t, k, e in held if not self._has_room(t, e)]
             if not blocked:
                 for _, _, entry in held:
                     entry.in_flight += 1
+                    entry.refused = 0
                 return Attempt(self, held)
             # Wait on the first key without room; every release of it wakes its
             # waiters, which check again (and wait again if someone was faster).
@@ -233,8 +238,15 @@ class LoginLimiter:
                 with contextlib.suppress(ValueError):
                     entry.waiting.remove(waiter)
             if not waiter.done() or waiter.cancelled():
-                self._tidy(held)
-                raise LoginRefused(table.kind, key, "busy")
+                self._refuse(held, LoginRefused(table.kind, key, "busy"))
+
+    def _refuse(self, held, refusal):
+        for table, key, entry in held:
+            if (table.kind, key) == (refusal.kind, refusal.key):
+                entry.refused += 1
+                refusal.streak = entry.refused
+        self._tidy(held)
+        raise refusal
 
     def _tidy(self, held):
         for table, key, entry in held:
@@ -451,13 +463,16 @@ class LoginLimits(LoggingConfigurable):
         try:
             return await self.login_limiter.acquire(username, source)
         except LoginRefused as e:
-            self.log.warning(
-                "kerbauth: login of %s from %s refused (429): %s %s; see %s.login_max_failures"
-                " and .login_source_concurrency",
+            # One warning per streak of refusals of a key, not one per request.
+            self.log.log(
+                logging.WARNING if e.streak == 1 else logging.DEBUG,
+                "kerbauth: login of %s from %s refused (429): %s %s (%d since its last"
+                " admitted attempt); see %s.login_max_failures and .login_source_concurrency",
                 log_safe(username),
                 source,
                 e.kind,
                 "throttled after failed logins" if e.reason == "failures" else "busy",
+                e.streak,
                 type(self).__name__,
             )
             raise web.HTTPError(429, e.message) from None

@@ -161,14 +161,23 @@ def test_a_refusal_is_immediate_and_changes_no_count():
         held = await lim.acquire("b", "10.0.0.9")
         loop = asyncio.get_running_loop()
         started = loop.time()
+        streaks = []
         for _ in range(20):
-            with pytest.raises(LoginRefused):
+            with pytest.raises(LoginRefused) as refused:
                 await lim.acquire("c", "10.0.0.9")
+            streaks.append(refused.value.streak)
         assert loop.time() - started < 0.05  # wait=30 s: none of them waited
+        assert streaks == list(range(1, 21))  # the log warns for the first only
         assert lim.failures("source", "10.0.0.9") == 3
         assert lim.failures("name", "c") == 0
         held.release(success=False)
         assert lim.failures("source", "10.0.0.9") == 4
+        # An admitted attempt starts a new streak.
+        held = await lim.acquire("d", "10.0.0.9")
+        with pytest.raises(LoginRefused) as refused:
+            await lim.acquire("e", "10.0.0.9")
+        assert refused.value.streak == 1
+        held.release(success=False)
 
     run(main())
 
