@@ -18,6 +18,7 @@ from . import ldap_directory
 from .errors import TicketError
 from .kerberos_tickets import KerberosTickets
 from .ldap_directory import Directory, DirectoryError, DirectoryUnavailable, UserQuery
+from .login_limits import LoginLimits
 from .usernames import InvalidUsername, check_username, log_safe
 
 __all__ = ["KerberosLDAPAuthenticator"]
@@ -78,7 +79,7 @@ _DIRECTORY_OPTIONS = (
 )
 
 
-class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
+class KerberosLDAPAuthenticator(LoginLimits, KerberosTickets, Authenticator):
     """Log in with an LDAP bind; each server gets the user's Kerberos ticket.
 
     The user's entry is found from ``bind_dn_template`` or by a search
@@ -749,7 +750,13 @@ class KerberosLDAPAuthenticator(KerberosTickets, Authenticator):
                 "kerbauth: LDAP login of %s refused: empty password", log_safe(username)
             )
             return None
-        result = await self._check_password(username, password)
+        # One name's logins one at a time, and a client whose logins keep
+        # failing (wrong passwords, or answers that never come) throttled:
+        # see LoginLimits. A refused attempt costs no LDAP thread.
+        async with self.login_attempt(handler, username) as attempt:
+            result = await self._check_password(username, password)
+            if result is not None:
+                attempt.succeeded()
         if result is None:
             self.log.warning(
                 "kerbauth: the LDAP directory refused the login of %s", log_safe(username)
