@@ -39,6 +39,7 @@ __all__ = [
     "keytab_memfd",
     "scratch_path",
     "HubScratch",
+    "scratch_errors",
     "read_child_cache",
     "remove_scratch",
     "NotScratch",
@@ -185,6 +186,17 @@ def keytab_memfd(data, run_as):
         yield fd
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def scratch_errors(what):
+    """An OSError on the way (a full or read-only /tmp, no memory) as a TicketError."""
+    try:
+        yield
+    except OSError as e:
+        raise TicketError(
+            "ccache", f"{what}: the request's scratch directory or keytab copy failed: {e}"
+        ) from None
 
 
 _SCRATCH = re.compile(r"kerbauth-([0-9]{1,7})-[0-9a-f]{16}")

@@ -34,6 +34,7 @@ from .children import (
     fd_name,
     keytab_memfd,
     run_as_options,
+    scratch_errors,
     start_error,
 )
 from .errors import TicketError, cause_from_message
@@ -55,7 +56,11 @@ class KinitBackend:
         """A TGT for ``principal`` from the keytab open at ``keytab_fd``: a FILE cache's bytes."""
         data = read_keytab_bytes(keytab_fd, fd_name(keytab_fd))
         run_as = check_run_as(run_as)
-        with keytab_memfd(data, run_as) as memfd, HubScratch(run_as) as scratch:
+        with (
+            scratch_errors(principal),
+            keytab_memfd(data, run_as) as memfd,
+            HubScratch(run_as) as scratch,
+        ):
             scratch.hand_over()
             argv = ["-k", "-t", f"FILE:/dev/fd/{memfd}", "-c", f"FILE:{scratch.path}/ccache"]
             self._run([*argv, "--", principal], principal, timeout, run_as, pass_fds=(memfd,))
@@ -68,7 +73,7 @@ class KinitBackend:
         The password goes to kinit's stdin only.
         """
         run_as = check_run_as(run_as)
-        with HubScratch(run_as) as scratch:
+        with scratch_errors(principal), HubScratch(run_as) as scratch:
             scratch.hand_over()
             argv = ["-c", f"FILE:{scratch.path}/ccache"]
             if renew_life:
@@ -85,10 +90,10 @@ class KinitBackend:
     def renew_ticket(self, data, timeout, run_as=None):
         """The TGT in the cache bytes ``data``, renewed: the bytes of the new FILE cache."""
         run_as = check_run_as(run_as)
-        with HubScratch(run_as) as scratch:
+        what = "the ticket to renew"
+        with scratch_errors(what), HubScratch(run_as) as scratch:
             scratch.write("ccache", data)
             scratch.hand_over()
-            what = "the ticket to renew"
             self._run(["-R", "-c", f"FILE:{scratch.path}/ccache"], what, timeout, run_as)
             return scratch.read_cache("ccache", what)
 

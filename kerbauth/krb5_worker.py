@@ -138,6 +138,8 @@ def handle(ctx, request):
         return {"ok": False, "cause": "config", "message": str(e)}
     except krb5.Krb5Error as e:
         return {"ok": False, "message": str(e)}
+    except OSError as e:  # a full or read-only temporary directory, say
+        return {"ok": False, "cause": "ccache", "message": f"scratch directory {scratch}: {e}"}
     except Exception as e:  # a malformed cache or keytab: the request fails, not the worker
         return {"ok": False, "message": f"{type(e).__name__}: {e}"}
     return {"ok": True, "ccache": base64.b64encode(data).decode()}
@@ -203,6 +205,18 @@ def fork_server(control):
     """
     os.close(os.pidfd_open(os.getpid()))  # no pidfds (Linux < 5.3): exit, the hub falls back
     signal.signal(signal.SIGCHLD, _reap)
+    try:
+        _fork_loop(control)
+    finally:
+        # Workers still busy finish their request and exit (their stdin is
+        # the hub's): wait for them, so none is left for init to reap.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                os.wait()
+
+
+def _fork_loop(control):
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 4096, 2)
