@@ -51,8 +51,9 @@ from .usernames import log_safe
 __all__ = ["LoginLimiter", "LoginLimits", "LoginRefused", "login_source"]
 
 # A key that has this many attempts waiting refuses the next at once: waiting
-# costs no thread, but one client should not pile up unbounded requests.
-MAX_WAITING = 32
+# costs no thread, but one client should not pile up unbounded requests. High
+# enough for a burst of a whole site's logins behind one proxy address.
+MAX_WAITING = 128
 
 FAILED_MESSAGE = "Too many failed logins; wait a minute and try again."
 BUSY_MESSAGE = "Too many logins are being checked for you right now; try again in a moment."
