@@ -14,20 +14,27 @@ cause, to the server's log.
 is checked when the extension loads, before any kernel or terminal starts
 (they inherit this process's ``os.environ``). When it is someone else's (on
 a shared host, another user may have planted a file, directory or link
-there first, holding their own ticket), the extension points
-``os.environ["KRB5CCNAME"]`` at a new private directory (``mkdtemp``, mode
-0700) and says so in the log. Removing the variable instead would leave
-libkrb5 with its default ``/tmp/krb5cc_<uid>``, which can be planted the same
-way (if no private directory can be made, it becomes an empty ``MEMORY:``
-cache). When the server stops (at the interpreter's exit: jupyter_server 2 has
-no stop hook for module extensions), the ticket is removed, and the
-directory too if this server made it.
+there first, holding their own ticket), or cannot be used at all, the
+extension points ``os.environ["KRB5CCNAME"]`` at a new private directory
+(``mkdtemp``, mode 0700) and says so in the log. Removing the variable
+instead would leave libkrb5 with its default ``/tmp/krb5cc_<uid>``, which
+can be planted the same way (if no private directory can be made, it
+becomes an empty ``MEMORY:`` cache). When the server stops (at the
+interpreter's exit: jupyter_server 2 has no stop hook for module
+extensions), the ticket is removed, and the directory too if this server
+made it.
 """
 
 import atexit
 import os
 
-from .ticket_fetch import UnsafeCacheTarget, keeper_from_environ, private_cache
+from .ticket_fetch import (
+    ENV_URL,
+    ccache_target,
+    keeper_from_environ,
+    open_cache,
+    private_cache,
+)
 
 __all__ = ["_jupyter_server_extension_points", "_load_jupyter_server_extension"]
 
@@ -52,19 +59,22 @@ def _use_private_cache(log, error):
 
 def _load_jupyter_server_extension(serverapp):
     log = serverapp.log
+    if not os.environ.get(ENV_URL):
+        log.debug("kerbauth: %s is not set; no ticket to fetch", ENV_URL)
+        return
+    # First the place, so that KRB5CCNAME names only a cache this server holds
+    # (or a private one) whatever fails after.
     try:
-        try:
-            keeper = keeper_from_environ(os.environ, log)
-        except UnsafeCacheTarget as e:
-            target = _use_private_cache(log, e)
-            if target is None:
-                return
-            keeper = keeper_from_environ(os.environ, log, target=target)
+        target = open_cache(ccache_target(os.environ.get("KRB5CCNAME", "")))
+    except Exception as e:  # noqa: BLE001 - FetchError, or anything else: never stop the server
+        target = _use_private_cache(log, e)
+        if target is None:
+            return
+    try:
+        keeper = keeper_from_environ(os.environ, log, target=target)
     except Exception as e:  # noqa: BLE001 - never stop the server
         log.error("kerbauth: cannot fetch the Kerberos ticket: %s", e)
-        return
-    if keeper is None:
-        log.debug("kerbauth: KERBAUTH_TICKET_URL is not set; no ticket to fetch")
+        atexit.register(target.remove)
         return
     keeper.on_unsafe = lambda e: _use_private_cache(log, e)
     atexit.register(keeper.close)

@@ -520,6 +520,92 @@ def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
             server.wait()
 
 
+def test_a_cache_place_that_cannot_be_used_is_never_left_in_krb5ccname(tmp_path):
+    """A real ``jupyter server``: its kernels get a private cache, removed when it stops."""
+    import re
+
+    port = _free_port()
+    token = secrets.token_hex(8)
+    log_path = tmp_path / "server.log"
+    unusable = tmp_path / "missing" / "sub" / "krb5cc"  # anyone who could make it would own it
+    env = {
+        **os.environ,
+        "KERBAUTH_TICKET_URL": f"http://127.0.0.1:{_free_port()}/hub/api/{TICKET_PATH}",
+        "KRB5CCNAME": f"FILE:{unusable}",
+        "JUPYTERHUB_API_TOKEN": secrets.token_hex(8),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [
+                os.path.join(BIN, "jupyter-server"),
+                "--allow-root",
+                "--no-browser",
+                f"--port={port}",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={tmp_path}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    private = None
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and server.poll() is None and private is None:
+            found = re.search(r"this server uses FILE:(\S+) instead", log_path.read_text())
+            private = found and found.group(1)
+            time.sleep(0.2)
+        text = log_path.read_text()
+        assert private, text
+        assert f"cannot use {unusable}" in text and "missing does not exist" in text
+        st = os.lstat(os.path.dirname(private))
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (os.geteuid(), 0o700)
+        # A kernel started now inherits the private cache, not the unusable place.
+        end = time.monotonic() + 60
+        while True:
+            try:
+                started = requests.post(
+                    f"http://127.0.0.1:{port}/api/kernels",
+                    headers={"Authorization": f"token {token}"},
+                    json={},
+                    timeout=30,
+                )
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < end and server.poll() is None, log_path.read_text()
+                time.sleep(0.2)
+        assert started.status_code == 201, started.text
+        kernel_id = started.json()["id"]
+        environ = None
+        end = time.monotonic() + 60
+        while environ is None and time.monotonic() < end:
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        if kernel_id.encode() not in f.read():
+                            continue
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        environ = dict(
+                            p.decode().split("=", 1) for p in f.read().split(b"\0") if b"=" in p
+                        )
+                except OSError:
+                    continue
+            time.sleep(0.2)
+        assert environ is not None, "no kernel process"
+        assert environ["KRB5CCNAME"] == f"FILE:{private}"
+        assert not (tmp_path / "missing").exists()
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    # Stopped: the private directory it made is gone.
+    assert private and not os.path.lexists(os.path.dirname(private))
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_kerbauth_fetch_keep_fetches_until_stopped_then_removes_the_ticket(
     fake_hub, ticket_bytes, tmp_path, stop
