@@ -164,9 +164,9 @@ class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
         retval = pamela.PAM_SUCCESS
         account = None
         try:
-            retval = _SET_DELAY_FN(handle, PAM_FAIL_DELAY, record_delay)
-            if retval == pamela.PAM_SUCCESS:
-                retval = pamela.PAM_AUTHENTICATE(handle, 0)
+            # A PAM without the item keeps its own delay (in this thread).
+            _SET_DELAY_FN(handle, PAM_FAIL_DELAY, record_delay)
+            retval = pamela.PAM_AUTHENTICATE(handle, 0)
             if retval == pamela.PAM_SUCCESS and self.check_account:
                 retval = pamela.PAM_ACCT_MGMT(handle, 0)
             if retval == pamela.PAM_SUCCESS:
@@ -214,12 +214,18 @@ class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
         attempt = await self.acquire_login(handler, username)
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self.executor, self._pam_login_sync, username, password)
+
+        def release_when_done(done):
+            if not done.cancelled():
+                done.exception()  # retrieved: the login has been answered already
+            attempt.release()
+
         try:
             # shield: on timeout the thread goes on, and so does its hold on
             # the login limits (released when the thread is done).
             await asyncio.wait_for(asyncio.shield(call), self.pam_timeout)
         except asyncio.TimeoutError:
-            call.add_done_callback(lambda done: (done.exception(), attempt.release()))
+            call.add_done_callback(release_when_done)
             self.log.error(
                 "kerbauth: PAM service %r did not answer the login of %s within %s s"
                 " (KerberosPAMAuthenticator.pam_timeout)",
@@ -250,7 +256,9 @@ class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
                 403, OTHER_ACCOUNT_MESSAGE.format(typed=e.typed, final=e.final)
             ) from None
         except BaseException:
-            attempt.release()
+            # Cancelled (the hub stopping) or an error: the turn is given back
+            # when the thread is done with PAM, not before.
+            call.add_done_callback(release_when_done)
             raise
         attempt.succeeded()
         attempt.release()
