@@ -13,8 +13,7 @@ import statistics
 import threading
 import time
 
-import requests
-from requests.adapters import HTTPAdapter
+from support.clients import login_from
 
 FAIL_DELAY_SERVICE = """\
 auth     required  pam_faildelay.so delay=2000000
@@ -24,33 +23,6 @@ account  required  pam_unix.so
 
 FLOOD_RATE = 6  # wrong passwords a second
 FLOOD_SECONDS = 5
-
-
-class SourceAdapter(HTTPAdapter):
-    """Connections from one local address (127.0.0.2 is as local as 127.0.0.1)."""
-
-    def __init__(self, source):
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def login_from(hub, source, username, password, timeout=120):
-    """Log in through the form from ``source``; ``(status, seconds)``."""
-    with requests.Session() as session:
-        session.mount("http://", SourceAdapter(source))
-        started = time.monotonic()
-        session.get(f"{hub.url}/hub/login", timeout=timeout).raise_for_status()
-        response = session.post(
-            f"{hub.url}/hub/login",
-            data={"username": username, "password": password, "_xsrf": session.cookies["_xsrf"]},
-            allow_redirects=False,
-            timeout=timeout,
-        )
-        return response.status_code, time.monotonic() - started, response.text
 
 
 def test_a_failed_login_flood_from_one_address_does_not_slow_another_users_login(
