@@ -31,6 +31,7 @@ import stat
 import tempfile
 import time
 
+from .ccache import MAX_CCACHE_BYTES
 from .errors import TicketError
 
 __all__ = [
@@ -48,7 +49,8 @@ __all__ = [
 ]
 
 # What a child's cache may weigh when read back: a TGT cache is a few KB.
-MAX_CHILD_CACHE_BYTES = 4 * 1024 * 1024
+# A child's cache is read up to the size any cache kerbauth reads may have.
+MAX_CHILD_CACHE_BYTES = MAX_CCACHE_BYTES
 
 # The variables a child keeps. Kerberos: where the configuration is
 # (KRB5_CONFIG, KRB5_KDC_PROFILE), tracing (KRB5_TRACE) and the replay cache
