@@ -501,27 +501,29 @@ class KerberosTickets(LoggingConfigurable):
         return self._timed(purpose, work)
 
     async def _login_ticket(self, user):
-        """``(auth_state, ticket bytes)`` of ``user`` (password_tickets): the newer of the
-        hub's own copy and auth_state's (both written by the hub only); TicketError
-        without one."""
+        """``(auth_state, ticket bytes)`` of ``user`` (password_tickets); TicketError
+        without one.
+
+        auth_state (written by the hub only) says whether the user holds a login
+        ticket at all; of it and the hub's own copy in memory (renewed, maybe not
+        saved yet), the one that ends later is used.
+        """
         auth_state = await user.get_auth_state() or {}
-        blob = auth_state.get(AUTH_STATE_KEY)
         stored = None
-        if blob:
+        if auth_state.get(AUTH_STATE_KEY):
             try:
-                stored = base64.b64decode(blob)
-                stored_times = ccache.parse_ccache(stored, "the ticket in auth_state")
+                stored = base64.b64decode(auth_state[AUTH_STATE_KEY])
+                stored_end = ccache.parse_ccache(stored, "the ticket in auth_state").end
             except (TicketError, ValueError):
                 stored = None
-        kept = self._hub_tickets.get(user.name)
-        if kept is not None and (
-            stored is None or ccache.parse_ccache(kept).end >= stored_times.end
-        ):
-            return auth_state, kept
         if stored is None:
+            self._hub_tickets.pop(user.name, None)
             raise TicketError(
                 "expired", "no ticket from the login in auth_state; the user must log in again"
             )
+        kept = self._hub_tickets.get(user.name)
+        if kept is not None and ccache.parse_ccache(kept).end >= stored_end:
+            return auth_state, kept
         self._hub_tickets[user.name] = stored
         return auth_state, stored
 
@@ -681,7 +683,8 @@ class KerberosTickets(LoggingConfigurable):
                 f"the ticket of {principal} cannot be renewed past"
                 f" {time.ctime(current.end)}; the user must log in again",
             )
-        uid, gid = self.ticket_owner(user)
+        # With the fetch delivery there is no local account: the hub renews as itself.
+        uid, gid = self.ticket_owner(user) if self.cache_dir is not None else (None, None)
 
         def work():
             renewed = tickets.renew_ticket_bytes(
@@ -689,7 +692,7 @@ class KerberosTickets(LoggingConfigurable):
                 data=data,
                 principal=principal,
                 timeout=self.timeout,
-                run_as=self._run_as(uid, gid),
+                run_as=self._run_as(uid, gid) if uid is not None else None,
             )
             self._hub_tickets[user.name] = renewed
             if self.cache_dir is None:
