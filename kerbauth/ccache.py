@@ -159,7 +159,8 @@ def prepare_ccache_dir(path, mode=0o711):
     return path
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether a process ``pid`` runs (one of another user's counts too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -315,7 +316,7 @@ class CacheDirectory:
             if not name.startswith(TEMP_PREFIX):
                 continue
             pid = name[len(TEMP_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or pid_alive(int(pid))):
                 continue
             try:
                 st = os.lstat(name, dir_fd=dir_fd)

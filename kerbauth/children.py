@@ -31,7 +31,7 @@ import stat
 import tempfile
 import time
 
-from .ccache import MAX_CCACHE_BYTES
+from .ccache import MAX_CCACHE_BYTES, pid_alive
 from .errors import TicketError
 
 __all__ = [
@@ -375,16 +375,6 @@ def remove_scratch(path):
     return True
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_scratch(directory=None, log=None):
     """Remove the scratch directories of hub processes that are no longer running.
 
@@ -412,7 +402,7 @@ def remove_stale_scratch(directory=None, log=None):
         match = _SCRATCH.fullmatch(name)
         if match:
             pid = int(match.group(1))
-            if not 0 < pid <= _PID_MAX or _pid_alive(pid):
+            if not 0 < pid <= _PID_MAX or pid_alive(pid):
                 continue
         elif _LEGACY.fullmatch(name):
             try:
