@@ -10,12 +10,9 @@ because one name's logins are checked one at a time and a client whose logins
 keep failing is throttled, so the flood holds at most one LDAP thread.
 """
 
-import concurrent.futures
 import statistics
-import threading
-import time
 
-from support.clients import login_from
+from support.clients import logins_during_flood, unloaded_login_time
 from support.hostile_ldap import binds_as
 
 FLOOD_RATE = 6  # logins a second
@@ -53,40 +50,14 @@ def test_a_flood_of_trickled_logins_leaves_another_users_login_at_its_unloaded_t
             receive_timeout=RECEIVE_TIMEOUT,
         )
     )
-    unloaded = []
-    for _ in range(5):
-        status, seconds, _ = login_from(hub, "127.0.0.1", "alice", victim.password)
-        assert status == 302
-        unloaded.append(seconds)
-    unloaded = statistics.median(unloaded)
-
-    flood = []
-
-    def send_flood():
-        count = FLOOD_RATE * FLOOD_SECONDS
-        started = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(count) as pool:
-            futures = []
-            for i in range(count):
-                pause = started + i / FLOOD_RATE - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)  # the flood's pace, not a readiness wait
-                futures.append(
-                    pool.submit(login_from, hub, "127.0.0.2", "carol", attacker.password)
-                )
-            flood.extend(f.result() for f in futures)
-
-    flooder = threading.Thread(target=send_flood)
-    flooder.start()
-    during = []
-    try:
-        end = time.monotonic() + FLOOD_SECONDS + 2
-        while time.monotonic() < end:
-            status, seconds, _ = login_from(hub, "127.0.0.1", "alice", victim.password)
-            during.append((status, seconds))
-    finally:
-        flooder.join(180)
-    assert len(flood) == FLOOD_RATE * FLOOD_SECONDS, "the flood ended"
+    unloaded = unloaded_login_time(hub, "127.0.0.1", "alice", victim.password)
+    flood, during = logins_during_flood(
+        hub,
+        flood=lambda i: ("carol", attacker.password),
+        rate=FLOOD_RATE,
+        seconds=FLOOD_SECONDS,
+        user=("alice", victim.password),
+    )
     print(f"unloaded {unloaded:.3f} s; during {[round(s, 3) for _, s in during]}")
     assert len(during) >= 5
     assert all(status == 302 for status, _ in during), during

@@ -8,12 +8,9 @@ PAM threads in the fail delay and the user's login waits behind it (36-61 s
 were measured, then 503); with them it takes about its unloaded time.
 """
 
-import concurrent.futures
 import statistics
-import threading
-import time
 
-from support.clients import login_from
+from support.clients import login_from, logins_during_flood, unloaded_login_time
 
 FAIL_DELAY_SERVICE = """\
 auth     required  pam_faildelay.so delay=2000000
@@ -37,45 +34,14 @@ def test_a_failed_login_flood_from_one_address_does_not_slow_another_users_login
     status, seconds, _ = login_from(hub, "127.0.0.3", target.name, "wrong")
     assert status == 403 and seconds > 1.0
 
-    unloaded = []
-    for _ in range(5):
-        status, seconds, _ = login_from(hub, "127.0.0.1", user.name, user.password)
-        assert status == 302
-        unloaded.append(seconds)
-    unloaded = statistics.median(unloaded)
-
-    flood = []
-    flood_done = threading.Event()
-
-    def send_flood():
-        # FLOOD_RATE a second for FLOOD_SECONDS: a bounded number, each on its own
-        # thread (a refused one returns at once, a checked one after the delay).
-        count = FLOOD_RATE * FLOOD_SECONDS
-        started = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(count) as pool:
-            futures = []
-            for i in range(count):
-                pause = started + i / FLOOD_RATE - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)  # the flood's pace, not a readiness wait
-                name = names[i % len(names)]
-                futures.append(pool.submit(login_from, hub, "127.0.0.2", name, f"wrong{i}"))
-            flood.extend(f.result() for f in futures)
-        flood_done.set()
-
-    flooder = threading.Thread(target=send_flood)
-    flooder.start()
-    during = []
-    try:
-        # Logins by the user all through the flood (and while its checked
-        # attempts drain), from their own address.
-        end = time.monotonic() + FLOOD_SECONDS + 2
-        while time.monotonic() < end:
-            status, seconds, _ = login_from(hub, "127.0.0.1", user.name, user.password)
-            during.append((status, seconds))
-    finally:
-        flooder.join(120)
-    assert flood_done.is_set()
+    unloaded = unloaded_login_time(hub, "127.0.0.1", user.name, user.password)
+    flood, during = logins_during_flood(
+        hub,
+        flood=lambda i: (names[i % len(names)], f"wrong{i}"),
+        rate=FLOOD_RATE,
+        seconds=FLOOD_SECONDS,
+        user=(user.name, user.password),
+    )
     assert hub.health().status_code == 200
 
     statuses = [status for status, _, _ in flood]

@@ -5,6 +5,9 @@ from the other look, to the hub (through the proxy's X-Forwarded-For), like
 two clients.
 """
 
+import concurrent.futures
+import statistics
+import threading
 import time
 
 import requests
@@ -36,3 +39,47 @@ def login_from(hub, source, username, password, timeout=120):
             timeout=timeout,
         )
         return response.status_code, time.monotonic() - started, response.text
+
+
+def unloaded_login_time(hub, source, username, password, times=5):
+    """The median time of ``times`` logins of ``username`` from ``source`` (all must work)."""
+    seconds = []
+    for _ in range(times):
+        status, took, _ = login_from(hub, source, username, password)
+        assert status == 302, status
+        seconds.append(took)
+    return statistics.median(seconds)
+
+
+def logins_during_flood(hub, *, flood, rate, seconds, user, after=2):
+    """Send ``rate`` logins a second for ``seconds`` from 127.0.0.2 (``flood(i)`` gives
+    the i-th one's name and password), each on a thread of its own, and log ``user``
+    (name, password) in from 127.0.0.1 again and again meanwhile and ``after`` seconds
+    more. Returns ``(flood results, user's (status, seconds))``; the flood is bounded in
+    count and time and has ended when this returns."""
+    results = []
+
+    def send():
+        count = rate * seconds
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            futures = []
+            for i in range(count):
+                pause = started + i / rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)  # the flood's pace, not a readiness wait
+                futures.append(pool.submit(login_from, hub, "127.0.0.2", *flood(i)))
+            results.extend(f.result() for f in futures)
+
+    flooder = threading.Thread(target=send)
+    flooder.start()
+    during = []
+    try:
+        end = time.monotonic() + seconds + after
+        while time.monotonic() < end:
+            status, took, _ = login_from(hub, "127.0.0.1", *user)
+            during.append((status, took))
+    finally:
+        flooder.join(180)
+    assert len(results) == rate * seconds, "the flood ended"
+    return results, during
