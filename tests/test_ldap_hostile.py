@@ -10,6 +10,7 @@ is left the user gets the 503 "could not be reached" message.
 """
 
 import logging
+import statistics
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator
 from kerbauth.ldap import UNAVAILABLE_MESSAGE
+from support.clients import logins_during_flood, unloaded_login_time
 from support.hostile_ldap import binds_as
 
 RECEIVE_TIMEOUT = 2
@@ -207,25 +209,31 @@ a.allow_all = True
 """
 
 
-def test_a_path_that_trickles_one_users_logins_gives_them_a_503_in_time(
-    hub_factory, slapd, hostile_ldap, tmp_path, ccache_dir
-):
-    """The only server is a path that passes everyone's traffic but trickles the
-    answers on connections that bind as the attacker's DN. The attacker's login
-    ends with the 503 message after about receive_timeout (not after the whole
-    trickled answer); other users log in through the same path as usual."""
+def trickling_hub(hub_factory, slapd, hostile_ldap, tmp_path, ccache_dir, extra=""):
+    """A hub whose only LDAP server is a path that passes everyone's traffic but
+    trickles the answers on connections that bind as carol's DN (the attacker's);
+    ``(hub, proxy, attacker)``."""
     attacker = slapd.people["carol"]
     proxy = hostile_ldap(mode="trickle", byte_delay=0.5, hostile=binds_as(attacker.dn))
     host, port = proxy.address
-    hub = hub_factory(
-        HUB_CONFIG.format(
-            keytabs=str(tmp_path),
-            ccache_dir=ccache_dir,
-            server=f"{host}:{port}",
-            template=f"uid={{username}},{slapd.people_dn}",
-            receive_timeout=RECEIVE_TIMEOUT,
-        )
+    config = HUB_CONFIG.format(
+        keytabs=str(tmp_path),
+        ccache_dir=ccache_dir,
+        server=f"{host}:{port}",
+        template=f"uid={{username}},{slapd.people_dn}",
+        receive_timeout=RECEIVE_TIMEOUT,
     )
+    return hub_factory(config + extra), proxy, attacker
+
+
+def test_a_path_that_trickles_one_users_logins_gives_them_a_503_in_time(
+    hub_factory, slapd, hostile_ldap, tmp_path, ccache_dir
+):
+    """The attacker's login ends with the 503 message after about receive_timeout
+    (not after the whole trickled answer); other users log in through the same
+    path as usual."""
+    hub, proxy, attacker = trickling_hub(hub_factory, slapd, hostile_ldap, tmp_path, ccache_dir)
+    host, port = proxy.address
     started = time.monotonic()
     response = hub.login("carol", attacker.password)
     seconds = time.monotonic() - started
@@ -241,3 +249,46 @@ def test_a_path_that_trickles_one_users_logins_gives_them_a_503_in_time(
     log = hub.log_text()
     assert f"LDAP server {host}:{port} failed: no answer in time" in log
     assert attacker.password not in log
+
+
+FLOOD_RATE = 6  # logins a second
+FLOOD_SECONDS = 5
+
+
+def test_a_flood_of_trickled_logins_leaves_another_users_login_at_its_unloaded_time(
+    hub_factory, slapd, hostile_ldap, tmp_path, ccache_dir
+):
+    """A path that trickles one user's LDAP answers, flooded with that user's logins, costs
+    another user's login nothing (issue 11, item 5).
+
+    The hub's only LDAP server is a proxy in front of the real slapd that passes
+    everyone's traffic but trickles the answers on connections that bind as the
+    attacker's DN: each of the attacker's logins runs into receive_timeout and
+    ends with a 503. The attacker sends several of them a second from 127.0.0.2;
+    another user logs in from 127.0.0.1 all through, at about their unloaded time,
+    because one name's logins are checked one at a time and a client whose logins
+    keep failing is throttled, so the flood holds at most one LDAP thread.
+    """
+    hub, proxy, attacker = trickling_hub(
+        hub_factory, slapd, hostile_ldap, tmp_path, ccache_dir, extra="a.executor_threads = 2\n"
+    )
+    victim = slapd.people["alice"]
+    unloaded = unloaded_login_time(hub, "127.0.0.1", "alice", victim.password)
+    flood, during = logins_during_flood(
+        hub,
+        flood=lambda i: ("carol", attacker.password),
+        rate=FLOOD_RATE,
+        seconds=FLOOD_SECONDS,
+        user=("alice", victim.password),
+    )
+    print(f"unloaded {unloaded:.3f} s; during {[round(s, 3) for _, s in during]}")
+    assert len(during) >= 5
+    assert all(status == 302 for status, _ in during), during
+    assert statistics.median(s for _, s in during) <= 2 * unloaded, (unloaded, during)
+    assert max(s for _, s in during) < RECEIVE_TIMEOUT, (unloaded, during)
+    statuses = [status for status, _, _ in flood]
+    assert set(statuses) <= {429, 503}, statuses
+    assert statuses.count(429) >= len(flood) // 2, statuses
+    # The flood's attempts reached the directory one at a time, not one a thread.
+    assert proxy.stats.hostile_connections <= statuses.count(503) + 1
+    assert "from 127.0.0.2 refused (429)" in hub.log_text()
