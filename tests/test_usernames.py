@@ -52,3 +52,13 @@ def test_log_safe_truncates_and_escapes():
     assert "\n" not in shown
     assert shown.endswith("...(43 chars)")
     assert shown.startswith("a\\nb")
+
+
+def test_ticket_errors_escape_what_users_control():
+    """A realm or principal read from a user's file, or a library's message about it,
+    cannot start a forged log line (issue 11, item 6)."""
+    from kerbauth.errors import TicketError
+
+    error = TicketError("other", "cache holds alice@EVIL\n[I 2026-12-01 JupyterHub] forged\x1b[2K")
+    assert "\n" not in str(error) and "\x1b" not in str(error)
+    assert "alice@EVIL\\n[I 2026-12-01 JupyterHub] forged\\x1b[2K" in str(error)
