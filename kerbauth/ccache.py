@@ -205,11 +205,12 @@ class CacheDirectory:
             os.close(self._fd)
         self._fd = fd
 
-    def _dir_fd(self):
+    def _dir_fd(self, make=True):
         """The held descriptor, after checking that ``path`` still names that directory.
 
-        A directory removed from under the hub is made again (and held); one
-        replaced by something the hub does not own is refused.
+        A directory removed from under the hub is made again (and held), or,
+        with ``make=False``, None is returned; one replaced by something the
+        hub does not own is refused.
         """
         with self._lock:
             if self._fd is None:
@@ -222,6 +223,8 @@ class CacheDirectory:
             if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
                 return self._fd
             if now is None:
+                if not make:
+                    return None
                 _make_dir(self.path, self.mode)
                 if self.log:
                     self.log.warning("kerbauth: %s was removed; made it again", _option(self.path))
@@ -277,7 +280,9 @@ class CacheDirectory:
 
     def read(self, name):
         """The bytes of the cache ``name`` (not following links), or None if there is none."""
-        dir_fd = self._dir_fd()
+        dir_fd = self._dir_fd(make=False)
+        if dir_fd is None:
+            return None
         try:
             fd = os.open(
                 name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
@@ -291,8 +296,11 @@ class CacheDirectory:
         return _read_regular(fd, self.file_path(name))
 
     def exists(self, name):
+        dir_fd = self._dir_fd(make=False)
+        if dir_fd is None:
+            return False
         try:
-            os.lstat(name, dir_fd=self._dir_fd())
+            os.lstat(name, dir_fd=dir_fd)
         except FileNotFoundError:
             return False
         return True
@@ -300,8 +308,11 @@ class CacheDirectory:
     def remove(self, name):
         """Remove the cache ``name``; True if there was one. A planted link is removed, not
         followed."""
+        dir_fd = self._dir_fd(make=False)
+        if dir_fd is None:
+            return False  # no directory, no cache
         try:
-            os.unlink(name, dir_fd=self._dir_fd())
+            os.unlink(name, dir_fd=dir_fd)
         except FileNotFoundError:
             return False
         except OSError as e:

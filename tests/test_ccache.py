@@ -274,3 +274,11 @@ def test_read_ccache_does_not_follow_links(tmp_path, victim):
     link.symlink_to(victim)
     with pytest.raises(CcacheError, match="cannot be read"):
         read_ccache(str(link))
+
+
+def test_reading_or_removing_in_a_removed_dir_makes_nothing(cache_dir):
+    os.rmdir(cache_dir.path)
+    assert cache_dir.read("krb5cc_alice") is None
+    assert cache_dir.exists("krb5cc_alice") is False
+    assert cache_dir.remove("krb5cc_alice") is False
+    assert not os.path.lexists(cache_dir.path), "only a write makes the directory again"
