@@ -5,7 +5,8 @@ VENV ?= /opt/kerbauth/venv
 PYTEST_ARGS ?=
 # The venv has the newest JupyterHub (6.x); these run again on 5.x through tox.
 JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.py \
-	tests/test_spawn_hooks.py tests/test_password_tickets.py tests/test_config.py
+	tests/test_spawn_hooks.py tests/test_password_tickets.py tests/test_config.py \
+	tests/test_identity_hub.py
 
 .PHONY: setup test lint format docs demo clean
 
