@@ -790,6 +790,7 @@ class KerberosTickets(LoggingConfigurable):
             if self._shared_without_tickets(user):
                 await self._drop_shared(user)
                 continue
+            self._shared_warned.discard(user.name)  # shared again later: warned again
             after = None
             if self.password_tickets:
                 if user.name not in self._hub_tickets:
