@@ -462,20 +462,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
-    """The installed server extension in a real ``jupyter server``, its hub port closed."""
-    port, dead = _free_port(), _free_port()
-    token = secrets.token_hex(8)
-    log_path = tmp_path / "server.log"
-    env = {
-        **os.environ,
-        "KERBAUTH_TICKET_URL": f"http://127.0.0.1:{dead}/hub/api/{TICKET_PATH}",
-        "KRB5CCNAME": f"FILE:{tmp_path}/krb5cc",
-        "JUPYTERHUB_API_TOKEN": secrets.token_hex(8),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-    }
+def start_jupyter_server(tmp_path, port, token, env, log_path):
+    """A real ``jupyter server`` (kerbauth's extension enabled as installed), logging to
+    ``log_path``."""
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(
+        return subprocess.Popen(
             [
                 os.path.join(BIN, "jupyter-server"),
                 "--allow-root",
@@ -488,6 +479,30 @@ def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def stop_jupyter_server(server):
+    server.terminate()
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
+    """The installed server extension in a real ``jupyter server``, its hub port closed."""
+    port, dead = _free_port(), _free_port()
+    token = secrets.token_hex(8)
+    log_path = tmp_path / "server.log"
+    env = {
+        **os.environ,
+        "KERBAUTH_TICKET_URL": f"http://127.0.0.1:{dead}/hub/api/{TICKET_PATH}",
+        "KRB5CCNAME": f"FILE:{tmp_path}/krb5cc",
+        "JUPYTERHUB_API_TOKEN": secrets.token_hex(8),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    server = start_jupyter_server(tmp_path, port, token, env, log_path)
     try:
         end = time.monotonic() + 60
         status = None
@@ -512,12 +527,7 @@ def test_an_unreachable_hub_neither_blocks_nor_stops_the_server(tmp_path):
         assert env["JUPYTERHUB_API_TOKEN"] not in text
         assert not (tmp_path / "krb5cc").exists()
     finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_jupyter_server(server)
 
 
 def test_a_cache_place_that_cannot_be_used_is_never_left_in_krb5ccname(tmp_path):
@@ -535,20 +545,7 @@ def test_a_cache_place_that_cannot_be_used_is_never_left_in_krb5ccname(tmp_path)
         "JUPYTERHUB_API_TOKEN": secrets.token_hex(8),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
     }
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [
-                os.path.join(BIN, "jupyter-server"),
-                "--allow-root",
-                "--no-browser",
-                f"--port={port}",
-                f"--IdentityProvider.token={token}",
-                f"--ServerApp.root_dir={tmp_path}",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    server = start_jupyter_server(tmp_path, port, token, env, log_path)
     private = None
     try:
         end = time.monotonic() + 60
@@ -596,12 +593,7 @@ def test_a_cache_place_that_cannot_be_used_is_never_left_in_krb5ccname(tmp_path)
         assert environ["KRB5CCNAME"] == f"FILE:{private}"
         assert not (tmp_path / "missing").exists()
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_jupyter_server(server)
     # Stopped: the private directory it made is gone.
     assert private and not os.path.lexists(os.path.dirname(private))
 
