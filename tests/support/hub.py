@@ -228,8 +228,12 @@ def start_hub(config, workdir, env=None, deadline=60):
 
 
 @pytest.fixture
-def hub_factory():
-    """``hub_factory(config, env=None)``: a running :class:`Hub`; all are stopped at teardown."""
+def hub_factory(ccache_dir):
+    """``hub_factory(config, env=None)``: a running :class:`Hub`; all are stopped at teardown.
+
+    It asks for ``ccache_dir`` so that a test's cache directory is removed only
+    after its hubs have stopped: a hub still renewing would make it again.
+    """
     started = []
 
     def factory(config, env=None):
