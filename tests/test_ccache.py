@@ -1,6 +1,5 @@
 """The cache directory and atomic cache writes, including planted-link attacks."""
 
-import errno
 import os
 import stat
 import subprocess
@@ -10,6 +9,7 @@ import pytest
 from kerbauth import tickets
 from kerbauth.ccache import CacheDirectory, prepare_ccache_dir, read_ccache
 from kerbauth.errors import CcacheError
+from support.dirs import fill_up, small_tmpfs
 from support.realm import add_principal
 
 UID, GID = 54321, 54322
@@ -204,25 +204,8 @@ def full_cache_dir(tmp_path):
     """A cache directory on a small tmpfs (64 KiB), to be filled up by the test."""
     path = tmp_path / "small"
     path.mkdir(mode=0o711)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0711", "kerbauth-test", str(path)],
-        check=True,
-    )
-    try:
+    with small_tmpfs(path):
         yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
-
-
-def fill_up(directory):
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        while True:
-            os.write(fd, b"x" * 4096)
-    except OSError as e:
-        assert e.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
 
 
 def test_a_full_file_system_is_a_ccache_error_and_keeps_the_old_cache(full_cache_dir):

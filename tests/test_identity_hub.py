@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kerbauth.ccache import read_ccache
-from support.edge import give_keytab, server_environment
+from support.edge import give_keytab, server_environment, wait_for
 from support.forge import forge_times
 from support.realm import add_principal, start_realm
 
@@ -31,15 +31,6 @@ def as_user(user, realm, *argv, stdin=None):
         capture_output=True,
         check=False,
     )
-
-
-def wait_for(condition, deadline, what):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not within {deadline} s: {what}")
 
 
 @pytest.fixture

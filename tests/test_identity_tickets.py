@@ -22,6 +22,7 @@ from traitlets.config import Config
 from kerbauth import KerberosPAMAuthenticator, KerberosTickets
 from kerbauth.ccache import parse_ccache, read_ccache
 from kerbauth.kerberos_tickets import AUTH_STATE_KEY
+from support.dirs import fill_up, small_tmpfs
 from support.forge import forge_times
 from support.realm import add_principal, start_realm
 
@@ -304,23 +305,9 @@ async def test_a_server_shared_while_it_runs_loses_its_ticket(
 @pytest.fixture
 def full_ccache_dir(ccache_dir):
     """``ccache_dir`` on a 64 KiB tmpfs that is full."""
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0711", "kerbauth-test", ccache_dir],
-        check=True,
-    )
-    try:
-        fd = os.open(os.path.join(ccache_dir, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while True:
-                os.write(fd, b"x" * 4096)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    with small_tmpfs(ccache_dir):
+        fill_up(ccache_dir)
         yield ccache_dir
-    finally:
-        # Lazily: the authenticator still holds the directory open.
-        subprocess.run(["umount", "--lazy", ccache_dir], check=True)
 
 
 @pytest.mark.parametrize("required", [True, False])

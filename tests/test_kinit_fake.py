@@ -314,26 +314,6 @@ def test_kinit_works_for_a_hub_with_descriptors_above_1024(
     assert KinitBackend(kinit).password_ticket(PRINCIPAL, "pw", 0, 5, run_as=(user.uid, user.gid))
 
 
-@pytest.fixture
-def full_tmp(monkeypatch):
-    """The temporary directory is a small tmpfs, full."""
-    path = tempfile.mkdtemp(prefix="kbt-full-")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=1777", "tmpfs", path], check=True)
-    try:
-        fd = os.open(os.path.join(path, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            with pytest.raises(OSError):
-                while True:
-                    os.write(fd, b"x" * 4096)
-        finally:
-            os.close(fd)
-        monkeypatch.setattr(tempfile, "tempdir", path)
-        yield path
-    finally:
-        subprocess.run(["umount", path], check=True)
-        os.rmdir(path)
-
-
 def test_a_full_temporary_directory_is_a_ticket_error(fake_kinit, user, full_tmp):
     kinit, read = fake_kinit()
     with pytest.raises(TicketError) as info:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kerbauth.ccache import read_ccache
-from support.edge import give_keytab, server_environment
+from support.edge import give_keytab, server_environment, wait_for
 from support.realm import start_realm
 
 LIFE = 60  # seconds: the realm's max_life
@@ -73,15 +73,6 @@ class Reader:
     def stop(self):
         self.stopped.set()
         self.thread.join()
-
-
-def wait_for(condition, deadline, what):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"not within {deadline} s: {what}")
 
 
 @pytest.fixture

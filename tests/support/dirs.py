@@ -1,7 +1,10 @@
 """Directories that spawned servers and test users can reach."""
 
+import contextlib
+import errno
 import os
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -29,3 +32,40 @@ def ccache_dir():
         yield path
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, mode=0o711):
+    """The existing directory ``path`` on a 64 KiB tmpfs (mode ``mode``) until the end
+    of the block; unmounted lazily, since what was tested may still hold it open."""
+    options = f"size=64k,mode={mode:o}"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "kerbauth-test", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+def fill_up(path):
+    """Fill the file system of ``path`` with a file ``filler`` until it has no space left."""
+    fd = os.open(os.path.join(path, "filler"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def full_tmp(monkeypatch):
+    """The temporary directory (``tempfile.gettempdir()``) is a small tmpfs, full."""
+    path = tempfile.mkdtemp(prefix="kbt-full-")
+    try:
+        with small_tmpfs(path, mode=0o1777):
+            fill_up(path)
+            monkeypatch.setattr(tempfile, "tempdir", path)
+            yield path
+    finally:
+        os.rmdir(path)

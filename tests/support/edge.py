@@ -9,6 +9,7 @@ session realm).
 """
 
 import os
+import time
 
 import pytest
 
@@ -65,3 +66,13 @@ def server_environment(hub, name):
     with open(f"/proc/{pid}/environ", "rb") as f:
         pairs = f.read().split(b"\0")
     return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+
+
+def wait_for(condition, deadline, what, every=0.5):
+    """Poll ``condition()`` every ``every`` seconds until it is true; fail after ``deadline``."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"not within {deadline} s: {what}")
