@@ -74,7 +74,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from login_burst import _poll_health, package_version, percentile, running_hub  # noqa: E402
 
-from kerbauth.ccache import read_ccache  # noqa: E402
+from kerbauth.core.ccache import read_ccache  # noqa: E402
 from support.realm import start_realm  # noqa: E402
 
 PREFIX = "bench"

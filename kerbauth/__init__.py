@@ -2,13 +2,15 @@
 
 __version__ = "0.1.0.dev0"
 
-# Imported when first used, not with the package: the krb5 worker
-# (``python -m kerbauth.krb5_worker``) starts for each uid it serves and needs
-# none of JupyterHub (0.1 s to start instead of 1 s).
+# Imported when first used, not with the package. The package holds three
+# programs (see docs/architecture.md): the hub (kerbauth.hub, kerbauth.auth), the
+# user's server (kerbauth.server) and the admin's ``kerbauth doctor``; each loads
+# only its own part. The krb5 worker (kerbauth.core.backends.libkrb5_worker)
+# starts for each uid it serves and needs none of JupyterHub.
 _EXPORTS = {
-    "KerberosTickets": "kerberos_tickets",
-    "KerberosLDAPAuthenticator": "ldap",
-    "KerberosPAMAuthenticator": "pam",
+    "KerberosTickets": "hub.tickets",
+    "KerberosLDAPAuthenticator": "auth.ldap.authenticator",
+    "KerberosPAMAuthenticator": "auth.pam",
 }
 
 

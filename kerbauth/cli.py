@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from . import __version__
+from kerbauth import __version__
 
 
 def main(argv=None):
@@ -42,7 +42,7 @@ def main(argv=None):
 
 
 def run_doctor(args):
-    from . import doctor
+    from kerbauth import doctor
 
     print(f"kerbauth doctor {__version__}: {args.config}", flush=True)
     try:

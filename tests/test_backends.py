@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from kerbauth import tickets
-from kerbauth.ccache import parse_ccache
-from kerbauth.children import child_environment, remove_stale_scratch
-from kerbauth.errors import TicketError
-from kerbauth.keytab import open_keytab
+from kerbauth.core import tickets
+from kerbauth.core.backends.children import child_environment, remove_stale_scratch
+from kerbauth.core.ccache import parse_ccache
+from kerbauth.core.errors import TicketError
+from kerbauth.core.keytab import open_keytab
 from support.ports import free_port_block
 from support.realm import add_principal
 
@@ -240,8 +240,8 @@ def test_hub_without_root(name, realm, user):
     principal, keytab = keytab_for(realm, user)
     code = f"""
 import base64, os, sys
-from kerbauth import tickets
-from kerbauth.keytab import open_keytab
+from kerbauth.core import tickets
+from kerbauth.core.keytab import open_keytab
 backend = tickets.make_backend({name!r})
 fd = open_keytab({keytab!r}, os.getuid())
 data = backend.keytab_ticket({principal!r}, fd, 10)
@@ -495,7 +495,7 @@ def test_krb5_worker_sees_only_the_minimal_environment(realm, user, monkeypatch)
 # renew sits in the child's scratch directory while it waits.
 HUB = """
 import base64, sys
-from kerbauth import tickets
+from kerbauth.core import tickets
 backend = tickets.make_backend(sys.argv[1])
 data = base64.b64decode(sys.argv[2])
 print("asking", flush=True)

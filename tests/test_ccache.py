@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from kerbauth import tickets
-from kerbauth.ccache import CacheDirectory, prepare_ccache_dir, read_ccache
-from kerbauth.errors import CcacheError
+from kerbauth.core import tickets
+from kerbauth.core.ccache import CacheDirectory, prepare_ccache_dir, read_ccache
+from kerbauth.core.errors import CcacheError
 from support.dirs import fill_up, small_tmpfs
 from support.realm import add_principal
 

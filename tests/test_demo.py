@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from kerbauth.ccache import read_ccache
+from kerbauth.core.ccache import read_ccache
 from support.demo import DEMO, PREFIX, alive, log_in, run_in_terminal, running_demo, start_server
 
 KERBAUTH = os.path.join(os.path.dirname(sys.executable), "kerbauth")

@@ -15,7 +15,7 @@ import tempfile
 import pytest
 
 from kerbauth import doctor
-from kerbauth.kdc_probe import as_req, parse_reply
+from kerbauth.core.kdc_probe import as_req, parse_reply
 from support.realm import add_principal, start_realm
 
 KERBAUTH = os.path.join(os.path.dirname(sys.executable), "kerbauth")

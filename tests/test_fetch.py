@@ -26,10 +26,10 @@ from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
-from kerbauth.ccache import parse_ccache, read_ccache_bytes
-from kerbauth.errors import KeytabError, TicketError
-from kerbauth.ticket_api import TICKET_PATH, TicketHandler
-from kerbauth.ticket_fetch import (
+from kerbauth.core.ccache import parse_ccache, read_ccache_bytes
+from kerbauth.core.errors import KeytabError, TicketError
+from kerbauth.hub.api import TICKET_PATH, TicketHandler
+from kerbauth.server.fetch import (
     FetchError,
     UnsafeCacheTarget,
     ccache_target,
@@ -131,7 +131,7 @@ async def test_spawn_sets_only_where_to_fetch_and_where_to_write(
     # Asked again at once: the same ticket, no new KDC request; later, a new one.
     assert await authenticator.fetch_ticket(user) == data
     clock = time.monotonic() + 11
-    monkeypatch.setattr("kerbauth.kerberos_tickets.time.monotonic", lambda: clock)
+    monkeypatch.setattr("kerbauth.hub.tickets.time.monotonic", lambda: clock)
     fresh = await authenticator.fetch_ticket(user)
     assert fresh != data and parse_ccache(fresh).principal == principal
 
@@ -662,7 +662,7 @@ async def test_password_tickets_are_fetched_from_auth_state_and_renewed_when_due
     from jupyterhub.auth import DummyAuthenticator
 
     from kerbauth import KerberosTickets
-    from kerbauth.kerberos_tickets import AUTH_STATE_KEY
+    from kerbauth.hub.tickets import AUTH_STATE_KEY
 
     class PasswordFetch(KerberosTickets, DummyAuthenticator):
         pass
@@ -718,11 +718,9 @@ def test_the_wheel_enables_the_extension_and_installs_kerbauth_fetch(tmp_path):
         (config,) = [n for n in names if n.endswith("/jupyter_server_config.d/kerbauth.json")]
         assert ".data/data/etc/jupyter/" in config
         enabled = json.loads(z.read(config))["ServerApp"]["jpserver_extensions"]
-        assert enabled == {"kerbauth.server_extension": True}
+        assert enabled == {"kerbauth.server": True}
         entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "kerbauth-fetch = kerbauth.ticket_fetch:main" in entry_points
-    from kerbauth import server_extension
+    assert "kerbauth-fetch = kerbauth.server.fetch:main" in entry_points
+    import kerbauth.server
 
-    assert server_extension._jupyter_server_extension_points() == [
-        {"module": "kerbauth.server_extension"}
-    ]
+    assert kerbauth.server._jupyter_server_extension_points() == [{"module": "kerbauth.server"}]

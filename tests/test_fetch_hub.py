@@ -27,10 +27,10 @@ import yaml
 from traitlets.config import Config
 
 import support.hub
-from kerbauth.ccache import read_ccache, read_ccache_bytes
-from kerbauth.errors import KeytabError
-from kerbauth.keytab import open_keytab
-from kerbauth.ticket_api import SCOPE
+from kerbauth.core.ccache import read_ccache, read_ccache_bytes
+from kerbauth.core.errors import KeytabError
+from kerbauth.core.keytab import open_keytab
+from kerbauth.hub.api import SCOPE
 from support.edge import server_environment
 from support.realm import add_principal, start_realm
 
@@ -264,7 +264,7 @@ def test_refusals_and_each_token_only_ever_gets_its_owners_ticket(
             assert response.status_code == 200, response.text
             assert response.headers["Cache-Control"] == "no-store"
             assert response.headers["Content-Type"] == "application/octet-stream"
-            from kerbauth.ccache import parse_ccache
+            from kerbauth.core.ccache import parse_ccache
 
             assert parse_ccache(response.content).principal == principal
 

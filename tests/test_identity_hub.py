@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from kerbauth.ccache import read_ccache
+from kerbauth.core.ccache import read_ccache
 from support.edge import give_keytab, server_environment, wait_for
 from support.forge import forge_times
 from support.realm import add_principal, start_realm

@@ -20,8 +20,8 @@ from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator, KerberosTickets
-from kerbauth.ccache import parse_ccache, read_ccache
-from kerbauth.kerberos_tickets import AUTH_STATE_KEY
+from kerbauth.core.ccache import parse_ccache, read_ccache
+from kerbauth.hub.tickets import AUTH_STATE_KEY
 from support.dirs import fill_up, small_tmpfs
 from support.forge import forge_times
 from support.realm import add_principal, start_realm

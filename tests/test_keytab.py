@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from kerbauth.errors import KeytabError
-from kerbauth.keytab import MAX_KEYTAB_ENTRIES, open_keytab, read_keytab_bytes
+from kerbauth.core.errors import KeytabError
+from kerbauth.core.keytab import MAX_KEYTAB_ENTRIES, open_keytab, read_keytab_bytes
 
 USER_UID = 54321
 

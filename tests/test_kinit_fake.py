@@ -18,10 +18,10 @@ import time
 
 import pytest
 
-from kerbauth.children import child_environment
-from kerbauth.errors import KeytabError, TicketError
-from kerbauth.keytab import open_keytab
-from kerbauth.kinit_backend import KinitBackend
+from kerbauth.core.backends.children import child_environment
+from kerbauth.core.backends.kinit import KinitBackend
+from kerbauth.core.errors import KeytabError, TicketError
+from kerbauth.core.keytab import open_keytab
 
 PRINCIPAL = "alice/pg-dmp-workbench2@XX.COM"
 KEYTAB_BYTES = b"\x05\x02fake keytab"

@@ -18,7 +18,7 @@ import yaml
 from jupyterhub import roles, scopes
 from traitlets.config import Config
 
-from kerbauth.ticket_api import SCOPE, SCOPE_DEFINITION
+from kerbauth.hub.api import SCOPE, SCOPE_DEFINITION
 
 PAGE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "kubernetes.md"

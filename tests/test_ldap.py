@@ -15,8 +15,9 @@ import pytest
 from tornado import web
 from traitlets.config import Config
 
-from kerbauth import KerberosLDAPAuthenticator, ldap_directory
-from kerbauth.errors import TicketError
+from kerbauth import KerberosLDAPAuthenticator
+from kerbauth.auth.ldap import directory as ldap_directory
+from kerbauth.core.errors import TicketError
 from support.slapd import STAFF, Person
 
 log = logging.getLogger("test-ldap")

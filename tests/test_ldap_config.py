@@ -4,7 +4,8 @@ import pytest
 from jupyterhub.auth import Authenticator
 from traitlets.config import Config
 
-from kerbauth import KerberosLDAPAuthenticator, KerberosTickets, ldap_directory
+from kerbauth import KerberosLDAPAuthenticator, KerberosTickets
+from kerbauth.auth.ldap import directory as ldap_directory
 
 NAME = "KerberosLDAPAuthenticator"
 

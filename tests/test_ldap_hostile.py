@@ -18,7 +18,7 @@ from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator
-from kerbauth.ldap import UNAVAILABLE_MESSAGE
+from kerbauth.auth.ldap.authenticator import UNAVAILABLE_MESSAGE
 from support.clients import logins_during_flood, unloaded_login_time
 from support.hostile_ldap import binds_as
 

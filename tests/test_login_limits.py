@@ -13,7 +13,7 @@ import pytest
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
-from kerbauth.login_limits import MAX_WAITING, LoginLimiter, LoginRefused, login_source
+from kerbauth.auth.limits import MAX_WAITING, LoginLimiter, LoginRefused, login_source
 
 
 class Clock:

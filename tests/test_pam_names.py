@@ -15,7 +15,7 @@ from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
-from kerbauth.pam import OtherAccount
+from kerbauth.auth.pam import OtherAccount
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import pytest
 from jupyterhub.auth import DummyAuthenticator
 from traitlets.config import Config
 
-from kerbauth import KerberosTickets, tickets
-from kerbauth.ccache import parse_ccache, read_ccache
-from kerbauth.errors import TicketError
-from kerbauth.kerberos_tickets import AUTH_STATE_KEY
+from kerbauth import KerberosTickets
+from kerbauth.core import tickets
+from kerbauth.core.ccache import parse_ccache, read_ccache
+from kerbauth.core.errors import TicketError
+from kerbauth.hub.tickets import AUTH_STATE_KEY
 
 UID, GID = 54321, 54322
 PASSWORD = "Correct-Horse-7-Battery"

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from kerbauth import tickets
-from kerbauth.ccache import CacheDirectory, parse_ccache, read_ccache
-from kerbauth.errors import TicketError
-from kerbauth.renewal import MIN_WAIT, RenewalTarget, Renewer, due_time
+from kerbauth.core import tickets
+from kerbauth.core.ccache import CacheDirectory, parse_ccache, read_ccache
+from kerbauth.core.errors import TicketError
+from kerbauth.hub.renewal import MIN_WAIT, RenewalTarget, Renewer, due_time
 from support.realm import add_principal
 
 UID, GID = 54321, 54322

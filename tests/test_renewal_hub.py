@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from kerbauth.ccache import read_ccache
+from kerbauth.core.ccache import read_ccache
 from support.edge import give_keytab, server_environment, wait_for
 from support.realm import start_realm
 

@@ -11,7 +11,7 @@ from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
-from kerbauth.errors import TicketError
+from kerbauth.core.errors import TicketError
 from support.realm import add_principal, klist
 
 USER = "nobody"  # a local account every Debian machine has

@@ -1,6 +1,6 @@
 import pytest
 
-from kerbauth.usernames import InvalidUsername, check_username, log_safe
+from kerbauth.core.names import InvalidUsername, check_username, log_safe
 
 HOSTILE = [
     "",
@@ -57,7 +57,7 @@ def test_log_safe_truncates_and_escapes():
 def test_ticket_errors_escape_what_users_control():
     """A realm or principal read from a user's file, or a library's message about it,
     cannot start a forged log line (issue 11, item 6)."""
-    from kerbauth.errors import TicketError
+    from kerbauth.core.errors import TicketError
 
     error = TicketError("other", "cache holds alice@EVIL\n[I 2026-12-01 JupyterHub] forged\x1b[2K")
     assert "\n" not in str(error) and "\x1b" not in str(error)

@@ -2,9 +2,9 @@
 
 Installed with kerbauth, it is enabled by
 ``etc/jupyter/jupyter_server_config.d/kerbauth.json`` (or by hand:
-``--ServerApp.jpserver_extensions='{"kerbauth.server_extension": True}'``).
+``--ServerApp.jpserver_extensions='{"kerbauth.server": True}'``).
 Under a hub with ``KerberosTickets.delivery = "fetch"`` it starts a
-:class:`~kerbauth.ticket_fetch.TicketKeeper` on a daemon thread when the
+:class:`~kerbauth.server.fetch.TicketKeeper` on a daemon thread when the
 server starts: the ticket is fetched into ``$KRB5CCNAME`` and again before it
 ends. Without ``KERBAUTH_TICKET_URL`` in the environment it does nothing.
 Nothing it does can block or stop the server: failures are logged, with their
@@ -28,7 +28,7 @@ made it.
 import atexit
 import os
 
-from .ticket_fetch import (
+from kerbauth.server.fetch import (
     ENV_URL,
     ccache_target,
     keeper_from_environ,
@@ -40,7 +40,7 @@ __all__ = ["_jupyter_server_extension_points", "_load_jupyter_server_extension"]
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "kerbauth.server_extension"}]
+    return [{"module": "kerbauth.server"}]
 
 
 def _use_private_cache(log, error):

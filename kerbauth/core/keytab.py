@@ -19,7 +19,7 @@ import os
 import stat
 import sys
 
-from .errors import KeytabError
+from kerbauth.core.errors import KeytabError
 
 __all__ = ["open_keytab", "read_keytab_bytes", "MAX_KEYTAB_BYTES", "MAX_KEYTAB_ENTRIES"]
 

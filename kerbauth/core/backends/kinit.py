@@ -4,7 +4,7 @@ Used when the krb5 bindings are not installed, or when a site wants its own
 kinit. Keytab tickets work with MIT and Heimdal kinit; password tickets and
 renewal use MIT kinit's ways (the password on stdin, ``-R``).
 
-kinit runs as ``run_as`` (see :mod:`kerbauth.children`) with a minimal
+kinit runs as ``run_as`` (see :mod:`kerbauth.core.backends.children`) with a minimal
 environment, in a scratch directory the hub made for it and gave to that uid:
 
 - the keytab: its checked bytes in a sealed memory file passed as an
@@ -26,7 +26,7 @@ import select
 import subprocess
 import time
 
-from .children import (
+from kerbauth.core.backends.children import (
     HubScratch,
     check_run_as,
     child_environment,
@@ -37,8 +37,8 @@ from .children import (
     scratch_errors,
     start_error,
 )
-from .errors import TicketError, cause_from_message
-from .keytab import read_keytab_bytes
+from kerbauth.core.errors import TicketError, cause_from_message
+from kerbauth.core.keytab import read_keytab_bytes
 
 __all__ = ["KinitBackend"]
 

@@ -5,17 +5,13 @@ and the underlying error text, so the log can name what went wrong while the
 user sees only :data:`USER_MESSAGE`.
 """
 
-from tornado import web
-
-from .usernames import printable
+from kerbauth.core.names import printable
 
 __all__ = [
     "USER_MESSAGE",
     "TicketError",
     "KeytabError",
     "CcacheError",
-    "SpawnRefused",
-    "spawn_refusal",
 ]
 
 USER_MESSAGE = (
@@ -72,31 +68,6 @@ class TicketError(Exception):
     def jupyterhub_message(self):
         """What JupyterHub shows the user instead of ``str(self)``."""
         return USER_MESSAGE.format(hint=_USER_HINTS.get(self.cause, ""))
-
-
-class SpawnRefused(TicketError, web.HTTPError):
-    """A TicketError that stopped a spawn, raised as the HTTPError JupyterHub expects.
-
-    JupyterHub shows the user an HTTPError's message on its spawn page (an
-    error of another kind becomes "Unhandled error starting server") and its
-    REST API answers with it. The message is the user's text only; ``cause``
-    and ``str()`` keep the full cause for the log. 503 when trying again
-    later may work, 500 otherwise.
-    """
-
-    def __init__(self, error):
-        status = 503 if error.cause in ("kdc_unreachable", "timeout") else 500
-        web.HTTPError.__init__(self, status, error.jupyterhub_message)
-        self.cause = error.cause
-        self.detail = error.detail
-
-    def __str__(self):
-        return f"{self.cause}: {self.detail}"
-
-
-def spawn_refusal(error):
-    """The :class:`SpawnRefused` for ``error``; an HTTPError already is one, as it is."""
-    return error if isinstance(error, web.HTTPError) else SpawnRefused(error)
 
 
 class KeytabError(TicketError):

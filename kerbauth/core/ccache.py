@@ -22,7 +22,7 @@ How a cache is written (and why):
    is not touched.
 4. The directory is flushed. On any error (a full disk, a read-only file
    system, a quota) the temporary file goes and the previous cache is left as
-   it was; the error is a :class:`~kerbauth.errors.CcacheError` naming the file
+   it was; the error is a :class:`~kerbauth.core.errors.CcacheError` naming the file
    and the cause.
 
 Temporary files left by a hub that was killed (``kill -9``) are removed when
@@ -37,7 +37,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from .errors import CcacheError
+from kerbauth.core.errors import CcacheError
 
 __all__ = [
     "CacheDirectory",

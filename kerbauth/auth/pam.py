@@ -19,7 +19,7 @@ changes is the login itself:
 - PAM's fail delay (the 2 s pause pam_unix and pam_faildelay put after a
   wrong password) is waited out in asyncio, not in the PAM thread: the
   client that failed still waits, the thread goes on to the next login;
-- attempts go through the login limiter (:mod:`kerbauth.login_limits`), so a
+- attempts go through the login limiter (:mod:`kerbauth.auth.limits`), so a
   flood of wrong passwords from one address or for one name holds at most a
   thread or two, and is refused (429) once it has failed a few times;
 - authentication and the account check run in one PAM transaction, and
@@ -39,9 +39,9 @@ from jupyterhub.auth import PAMAuthenticator
 from tornado import web
 from traitlets import Float, validate
 
-from .kerberos_tickets import KerberosTickets
-from .login_limits import LoginLimits, login_source
-from .usernames import InvalidUsername, check_username, log_safe
+from kerbauth.auth.limits import LoginLimits, login_source
+from kerbauth.core.names import InvalidUsername, check_username, log_safe
+from kerbauth.hub.tickets import KerberosTickets
 
 __all__ = ["KerberosPAMAuthenticator"]
 

@@ -1,7 +1,7 @@
 """The ``krb5`` backend: tickets through the MIT library, without a kinit process.
 
 The library calls run in a small pool of long-lived worker processes
-(:mod:`kerbauth.krb5_worker`), one request at a time each. A ticket costs
+(:mod:`kerbauth.core.backends.libkrb5_worker`), one request at a time each. A ticket costs
 about a millisecond there, instead of the several milliseconds of starting
 kinit. Workers are processes rather than threads for two reasons:
 
@@ -10,11 +10,11 @@ kinit. Workers are processes rather than threads for two reasons:
   that outlives ``timeout`` is killed, so the request really ends at the
   timeout and nothing is left waiting behind the hub's back;
 - a worker runs as the uid its requests are for (``run_as``, see
-  :mod:`kerbauth.children`), so the library parses a user's keytab or cache
+  :mod:`kerbauth.core.backends.children`), so the library parses a user's keytab or cache
   with that user's privileges only. A worker serves one uid; the pool holds
   at most ``max_workers`` workers in all, and an idle worker of another uid
   is closed to make room. A hub with root forks them from a fork server of
-  its own (:func:`kerbauth.krb5_worker.fork_server`, one more process): a
+  its own (:func:`kerbauth.core.backends.libkrb5_worker.fork_server`, one more process): a
   worker for a new uid then costs a fork, not a Python start.
 
 Keytabs, passwords and caches go to the worker over its stdin and caches come
@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 
-from .children import (
+from kerbauth.core.backends.children import (
     MAX_CHILD_CACHE_BYTES,
     check_run_as,
     child_environment,
@@ -47,12 +47,15 @@ from .children import (
     scratch_path,
     start_error,
 )
-from .errors import CAUSES, TicketError, cause_from_message
-from .keytab import read_keytab_bytes
+from kerbauth.core.errors import CAUSES, TicketError, cause_from_message
+from kerbauth.core.keytab import read_keytab_bytes
 
 __all__ = ["Krb5Backend", "krb5_available"]
 
 # The longest reply line read from a worker: a 4 MiB cache in base64 and the JSON around it.
+# The module the workers run (``python -s -m``), as the user each serves.
+WORKER = "kerbauth.core.backends.libkrb5_worker"
+
 _MAX_REPLY = MAX_CHILD_CACHE_BYTES * 4 // 3 + 4096
 
 
@@ -103,7 +106,7 @@ class _Worker(_Channel):
     def __init__(self, run_as):
         self.run_as = run_as
         self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-m", "kerbauth.krb5_worker"],
+            [sys.executable, "-s", "-m", WORKER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=child_environment(python=True),
@@ -140,13 +143,19 @@ class _Worker(_Channel):
 
 
 class _ForkServer:
-    """The hub's root fork server (:func:`kerbauth.krb5_worker.fork_server`): warm workers."""
+    """The hub's root fork server (:func:`.libkrb5_worker.fork_server`): warm workers."""
 
     def __init__(self):
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-s", "-m", "kerbauth.krb5_worker", "--fork-server"],
+                [
+                    sys.executable,
+                    "-s",
+                    "-m",
+                    WORKER,
+                    "--fork-server",
+                ],
                 stdin=theirs,
                 stdout=subprocess.DEVNULL,
                 env=child_environment(python=True),
@@ -251,7 +260,7 @@ class Krb5Backend:
         """A TGT for ``principal`` from the keytab open at ``keytab_fd``: a FILE cache's bytes.
 
         The keytab's bytes are read from the descriptor (checked against the
-        caps of :mod:`kerbauth.keytab` again) and sent to the worker.
+        caps of :mod:`kerbauth.core.keytab` again) and sent to the worker.
         """
         data = read_keytab_bytes(keytab_fd, fd_name(keytab_fd))
         request = {

@@ -1,10 +1,10 @@
-"""The worker process of the krb5 backend (run as ``python -m kerbauth.krb5_worker``).
+"""The worker process of the krb5 backend (``python -m kerbauth.core.backends.libkrb5_worker``).
 
 It reads one JSON request a line on stdin and answers one JSON line on
 stdout; keytabs and caches travel in both directions as base64 inside the
 JSON, so the worker never opens a file of the user's or the hub's. It runs as
 the uid the hub chose for it (the user's own, normally: see
-:mod:`kerbauth.children`) and serves that uid's requests only.
+:mod:`kerbauth.core.backends.children`) and serves that uid's requests only.
 
 It is single-threaded and keeps one krb5 context, which MIT requires to be
 used by one thread at a time. The hub kills a worker whose request outlives

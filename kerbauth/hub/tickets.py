@@ -3,7 +3,7 @@
 Both authenticators inherit from :class:`KerberosTickets`, so its options are
 set as ``c.KerberosTickets.<name>`` whichever mode is used, and JupyterHub's
 ``--help-all`` lists them. The class is a thin layer: it reads the options and
-runs the plain ticket core (:mod:`kerbauth.tickets`) off the event loop.
+runs the plain ticket core (:mod:`kerbauth.core.tickets`) off the event loop.
 """
 
 import asyncio
@@ -20,11 +20,13 @@ from jupyterhub.utils import maybe_future, url_path_join
 from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from . import ccache, metrics, tickets
-from .children import remove_stale_scratch
-from .errors import TicketError, spawn_refusal
-from .renewal import RenewalTarget, Renewer
-from .usernames import InvalidUsername, check_username, log_safe
+from kerbauth.core import ccache, tickets
+from kerbauth.core.backends.children import remove_stale_scratch
+from kerbauth.core.errors import TicketError
+from kerbauth.core.names import InvalidUsername, check_username, log_safe
+from kerbauth.hub import metrics
+from kerbauth.hub.refusal import spawn_refusal
+from kerbauth.hub.renewal import RenewalTarget, Renewer
 
 __all__ = ["KerberosTickets", "AUTH_STATE_KEY"]
 
@@ -950,14 +952,14 @@ class KerberosTickets(LoggingConfigurable):
         parent = getattr(super(), "get_handlers", None)
         handlers = list(parent(app)) if parent else []
         if self.delivery == "fetch":
-            from .ticket_api import TICKET_PATH, TicketHandler
+            from kerbauth.hub.api import TICKET_PATH, TicketHandler
 
             handlers.append((f"/api/{TICKET_PATH}", TicketHandler))
         return handlers
 
     def _fetch_environment(self, user, spawner):
         """What a server needs to fetch its ticket: ``KRB5CCNAME`` and the handler's URL."""
-        from .ticket_api import TICKET_PATH
+        from kerbauth.hub.api import TICKET_PATH
 
         path = self.fetch_ccache_path.format(username=check_username(user.name))
         hub = getattr(spawner, "hub", None)

@@ -7,12 +7,12 @@ configuration and calls these off the event loop.
 import os
 import re
 
-from .ccache import parse_ccache
-from .errors import TicketError
-from .keytab import open_keytab
-from .kinit_backend import KinitBackend
-from .krb5_backend import Krb5Backend, krb5_available
-from .usernames import check_username
+from kerbauth.core.backends.kinit import KinitBackend
+from kerbauth.core.backends.libkrb5 import Krb5Backend, krb5_available
+from kerbauth.core.ccache import parse_ccache
+from kerbauth.core.errors import TicketError
+from kerbauth.core.keytab import open_keytab
+from kerbauth.core.names import check_username
 
 __all__ = [
     "build_principal",
@@ -126,7 +126,7 @@ def password_ticket(backend, *, principal, password, renew_life, timeout, run_as
 def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout, run_as=None):
     """A TGT for ``principal`` from ``keytab``, as the bytes of a FILE cache.
 
-    The keytab is checked (see :func:`kerbauth.keytab.open_keytab`: owned by
+    The keytab is checked (see :func:`kerbauth.core.keytab.open_keytab`: owned by
     root or ``keytab_owner``, no access for others, a sane size) and read
     through the checked descriptor only. Nothing is written where a user could
     see it; the caller stores the bytes. Raises :class:`TicketError`.

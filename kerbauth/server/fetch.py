@@ -51,9 +51,9 @@ import time
 import urllib.error
 import urllib.request
 
-from .ccache import parse_ccache
-from .errors import CcacheError
-from .usernames import log_safe
+from kerbauth.core.ccache import parse_ccache
+from kerbauth.core.errors import CcacheError
+from kerbauth.core.names import log_safe
 
 __all__ = [
     "CacheTarget",

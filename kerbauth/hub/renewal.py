@@ -28,7 +28,7 @@ import inspect
 import time
 from dataclasses import dataclass
 
-from .errors import TicketError
+from kerbauth.core.errors import TicketError
 
 __all__ = ["Renewer", "RenewalTarget", "due_time", "MIN_WAIT"]
 

@@ -1,7 +1,7 @@
 """LDAP bind login plus a Kerberos ticket at spawn (``kerberos-ldap``).
 
 The class reads the configuration and hands the LDAP work to the plain helpers
-of :mod:`kerbauth.ldap_directory`, on a thread pool of its own: the hub's
+of :mod:`kerbauth.auth.ldap.directory`, on a thread pool of its own: the hub's
 event loop never waits for the directory.
 """
 
@@ -14,12 +14,12 @@ from jupyterhub.auth import Authenticator
 from tornado import web
 from traitlets import Bool, CaselessStrEnum, Float, Integer, List, Set, Unicode, observe, validate
 
-from . import ldap_directory
-from .errors import TicketError
-from .kerberos_tickets import KerberosTickets
-from .ldap_directory import Directory, DirectoryError, DirectoryUnavailable, UserQuery
-from .login_limits import LoginLimits
-from .usernames import InvalidUsername, check_username, log_safe
+from kerbauth.auth.ldap import directory as ldap_directory
+from kerbauth.auth.ldap.directory import Directory, DirectoryError, DirectoryUnavailable, UserQuery
+from kerbauth.auth.limits import LoginLimits
+from kerbauth.core.errors import TicketError
+from kerbauth.core.names import InvalidUsername, check_username, log_safe
+from kerbauth.hub.tickets import KerberosTickets
 
 __all__ = ["KerberosLDAPAuthenticator"]
 

@@ -46,7 +46,7 @@ from tornado import netutil, web
 from traitlets import Float, Integer, validate
 from traitlets.config import LoggingConfigurable
 
-from .usernames import log_safe
+from kerbauth.core.names import log_safe
 
 __all__ = ["LoginLimiter", "LoginLimits", "LoginRefused", "login_source"]
 

@@ -31,8 +31,8 @@ import stat
 import tempfile
 import time
 
-from .ccache import MAX_CCACHE_BYTES, pid_alive
-from .errors import TicketError
+from kerbauth.core.ccache import MAX_CCACHE_BYTES, pid_alive
+from kerbauth.core.errors import TicketError
 
 __all__ = [
     "child_environment",
@@ -72,7 +72,7 @@ _KEPT = (
 )
 # Locale categories (not LC_ALL, which would override LC_MESSAGES, nor
 # LC_MESSAGES and LANGUAGE: error texts are matched in English, see
-# kerbauth.errors.cause_from_message).
+# kerbauth.core.errors.cause_from_message).
 _LOCALE = (
     "LC_CTYPE",
     "LC_NUMERIC",

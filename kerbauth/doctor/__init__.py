@@ -26,12 +26,13 @@ from importlib.metadata import entry_points
 
 from traitlets.config import Config, PyFileConfigLoader
 
-from . import ccache, ldap_directory, tickets
-from .errors import KeytabError, TicketError
-from .kdc_probe import probe_kdc
-from .kerberos_tickets import KerberosTickets
-from .keytab import open_keytab
-from .usernames import InvalidUsername
+from kerbauth.auth.ldap import directory as ldap_directory
+from kerbauth.core import ccache, tickets
+from kerbauth.core.errors import KeytabError, TicketError
+from kerbauth.core.kdc_probe import probe_kdc
+from kerbauth.core.keytab import open_keytab
+from kerbauth.core.names import InvalidUsername
+from kerbauth.hub.tickets import KerberosTickets
 
 __all__ = [
     "OK",

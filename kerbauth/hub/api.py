@@ -30,8 +30,8 @@ from jupyterhub.user import User
 from jupyterhub.utils import compare_token
 from tornado import web
 
-from .errors import TicketError
-from .usernames import log_safe
+from kerbauth.core.errors import TicketError
+from kerbauth.core.names import log_safe
 
 __all__ = ["SCOPE", "SCOPE_DEFINITION", "TICKET_PATH", "TicketHandler"]
 

@@ -30,7 +30,7 @@ from ldap3.operation.search import parse_filter
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
-from .usernames import log_safe
+from kerbauth.core.names import log_safe
 
 __all__ = [
     "DirectoryError",

@@ -1,0 +1,1 @@
+"""The login modes: PAM and LDAP, each an Authenticator that is also ``KerberosTickets``."""

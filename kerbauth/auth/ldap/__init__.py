@@ -1,0 +1,1 @@
+"""LDAP login: the authenticator (``kerberos-ldap``) and its directory client."""
