@@ -12,6 +12,7 @@ __all__ = [
     "TicketError",
     "KeytabError",
     "CcacheError",
+    "ConfigError",
 ]
 
 USER_MESSAGE = (
@@ -118,3 +119,7 @@ def cause_from_message(message):
         if needle in lowered:
             return cause
     return "other"
+
+
+class ConfigError(ValueError):
+    """A setting kerbauth refuses at start-up; the message names the full option and the fix."""
