@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from kerbauth.core import tickets
-from kerbauth.core.ccache import CacheDirectory, prepare_ccache_dir, read_ccache
+from kerbauth.core.cache_directory import CacheDirectory, prepare_ccache_dir
+from kerbauth.core.ccache import read_ccache
 from kerbauth.core.errors import CcacheError
 from support.dirs import fill_up, small_tmpfs
 from support.realm import add_principal

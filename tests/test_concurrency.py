@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kerbauth.core import tickets
-from kerbauth.core.ccache import CacheDirectory, read_ccache
+from kerbauth.core.cache_directory import CacheDirectory
+from kerbauth.core.ccache import read_ccache
 from support.realm import add_principal
 
 UID, GID = 54321, 54322

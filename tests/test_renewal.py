@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from kerbauth.core import tickets
-from kerbauth.core.ccache import CacheDirectory, parse_ccache, read_ccache
+from kerbauth.core.cache_directory import CacheDirectory
+from kerbauth.core.ccache import parse_ccache, read_ccache
 from kerbauth.core.errors import TicketError
 from kerbauth.hub.renewal import MIN_WAIT, RenewalTarget, Renewer, due_time
 from support.realm import add_principal

@@ -27,7 +27,7 @@ from importlib.metadata import entry_points
 from traitlets.config import Config, PyFileConfigLoader
 
 from kerbauth.auth.ldap import directory as ldap_directory
-from kerbauth.core import ccache, tickets
+from kerbauth.core import cache_directory, ccache, tickets
 from kerbauth.core.errors import KeytabError, TicketError
 from kerbauth.core.kdc_probe import probe_kdc
 from kerbauth.core.keytab import open_keytab
@@ -397,14 +397,14 @@ def check_ccache_dir(site):
         parent = os.path.dirname(path.rstrip("/")) or "/"
         if os.path.isdir(parent):
             try:
-                ccache.check_ccache_parent(path)
+                cache_directory.check_ccache_parent(path)
             except TicketError as e:
                 return (PROBLEM, e.detail, hint)
             return (OK, f"{path} does not exist yet; the hub creates it (mode 0711)", "")
         return (PROBLEM, f"{path} cannot be created: {parent} does not exist", hint)
     if stat.S_ISDIR(st.st_mode):
         try:
-            ccache.prepare_ccache_dir(path)  # an existing directory is only checked
+            cache_directory.prepare_ccache_dir(path)  # an existing directory is only checked
         except TicketError as e:
             return (PROBLEM, e.detail, hint)
     else:

@@ -22,6 +22,7 @@ from traitlets.config import LoggingConfigurable
 
 from kerbauth.core import ccache, tickets
 from kerbauth.core.backends.children import remove_stale_scratch
+from kerbauth.core.cache_directory import CacheDirectory
 from kerbauth.core.errors import TicketError
 from kerbauth.core.names import InvalidUsername, check_username, log_safe
 from kerbauth.hub import metrics
@@ -427,7 +428,7 @@ class KerberosTickets(LoggingConfigurable):
                 "KerberosTickets.realm is not set and krb5.conf names no default_realm"
             )
         if self.delivery == "file":
-            self.cache_dir = ccache.CacheDirectory(self.ccache_dir, log=self.log).open()
+            self.cache_dir = CacheDirectory(self.ccache_dir, log=self.log).open()
         # What a hub that was killed (kill -9) left in its scratch directories.
         remove_stale_scratch(log=self.log)
         backend = tickets.make_backend(

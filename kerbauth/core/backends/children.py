@@ -31,7 +31,8 @@ import stat
 import tempfile
 import time
 
-from kerbauth.core.ccache import MAX_CCACHE_BYTES, pid_alive
+from kerbauth.core.cache_directory import pid_alive
+from kerbauth.core.ccache import MAX_CCACHE_BYTES
 from kerbauth.core.errors import TicketError
 
 __all__ = [
