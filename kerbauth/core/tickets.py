@@ -5,14 +5,14 @@ configuration and calls these off the event loop.
 """
 
 import os
-import re
 
 from kerbauth.core.backends.kinit import KinitBackend
 from kerbauth.core.backends.libkrb5 import Krb5Backend, krb5_available
 from kerbauth.core.ccache import parse_ccache
-from kerbauth.core.errors import TicketError
+from kerbauth.core.errors import TicketError, keytab_refused
 from kerbauth.core.keytab import open_keytab
 from kerbauth.core.names import check_username
+from kerbauth.core.realm import default_realm  # its home is kerbauth.core.realm
 
 __all__ = [
     "build_principal",
@@ -51,29 +51,6 @@ def ccache_path(directory, username):
     return os.path.join(directory, ccache_name(username))
 
 
-_DEFAULT_REALM = re.compile(r"^\s*default_realm\s*=\s*(\S+)", re.MULTILINE)
-_SECTION = re.compile(r"^\s*\[([^\]]+)\]", re.MULTILINE)
-
-
-def default_realm(environ=os.environ):
-    """The ``default_realm`` of krb5.conf (``KRB5_CONFIG`` or /etc/krb5.conf), or None."""
-    for path in environ.get("KRB5_CONFIG", "/etc/krb5.conf").split(":"):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError:
-            continue
-        sections = list(_SECTION.finditer(text))
-        for i, section in enumerate(sections):
-            if section.group(1).strip() != "libdefaults":
-                continue
-            end = sections[i + 1].start() if i + 1 < len(sections) else len(text)
-            match = _DEFAULT_REALM.search(text, section.end(), end)
-            if match:
-                return match.group(1)
-    return None
-
-
 def make_backend(name, kinit_path="kinit", max_workers=4):
     """The backend called ``name`` ("krb5" or "kinit"); "" picks krb5 when installed."""
     if not name:
@@ -97,16 +74,6 @@ def _check_holds(data, principal, name):
     if found != principal:
         raise TicketError("other", f"{name} holds {found}, not {principal}")
     return data
-
-
-def _stale_keytab(keytab, error):
-    """With a keytab, "wrong password" means the keytab's key is not the principal's
-    current one (a password change or a new key version)."""
-    if error.cause != "password":
-        return error
-    return TicketError(
-        "keytab", f"keytab {keytab} holds a key the KDC does not accept (stale?): {error.detail}"
-    )
 
 
 def password_ticket(backend, *, principal, password, renew_life, timeout, run_as=None):
@@ -136,7 +103,7 @@ def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout, ru
         try:
             data = backend.keytab_ticket(principal, fd, timeout, run_as=run_as)
         except TicketError as e:
-            raise _stale_keytab(keytab, e) from None
+            raise keytab_refused(keytab, e) from None
     finally:
         os.close(fd)
     return _check_holds(data, principal, "the new ticket")
