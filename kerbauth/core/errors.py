@@ -13,6 +13,9 @@ __all__ = [
     "KeytabError",
     "CcacheError",
     "ConfigError",
+    "cause_from_code",
+    "cause_from_message",
+    "keytab_refused",
 ]
 
 USER_MESSAGE = (
@@ -87,8 +90,46 @@ class CcacheError(TicketError):
         super().__init__("ccache", detail)
 
 
-# Substrings of MIT and Heimdal error messages (from kinit's stderr or the
-# library's error text) and the cause they mean. First match wins.
+# How a failed request is told its cause: by the library's error code (the
+# krb5 worker: pykrb5's ``Krb5Error.err_code``), or by kinit's message, which
+# kinit writes in the C locale (it runs under ``LC_ALL=C``, see
+# kerbauth.core.backends.children.child_environment), so its words are
+# the same on every host.
+
+# MIT krb5 error codes (krb5.h, the com_err table "krb5") and the cause each means.
+_CODE_CAUSES = {
+    -1765328378: "principal",  # KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN
+    -1765328203: "principal",  # KRB5_KT_NOTFOUND: no key of the principal in the keytab
+    -1765328154: "principal",  # KRB5_KT_KVNONOTFOUND
+    -1765328228: "kdc_unreachable",  # KRB5_KDC_UNREACH
+    -1765328230: "kdc_unreachable",  # KRB5_REALM_UNKNOWN: no KDC known for the realm
+    -1765328164: "kdc_unreachable",  # KRB5_REALM_CANT_RESOLVE
+    -1765328347: "clock_skew",  # KRB5KRB_AP_ERR_SKEW
+    -1765328236: "clock_skew",  # KRB5_KDCREP_SKEW
+    -1765328360: "password",  # KRB5KDC_ERR_PREAUTH_FAILED
+    -1765328174: "password",  # KRB5_PREAUTH_FAILED
+    -1765328353: "password",  # KRB5KRB_AP_ERR_BAD_INTEGRITY
+    -1765328352: "expired",  # KRB5KRB_AP_ERR_TKT_EXPIRED
+    -1765328205: "keytab",  # KRB5_KT_BADNAME
+    -1765328200: "keytab",  # KRB5_KT_IOERR
+    -1765328149: "keytab",  # KRB5_KT_FORMAT
+    -1765328249: "config",  # KRB5_CONFIG_CANTOPEN
+    -1765328160: "config",  # KRB5_CONFIG_NODEFREALM
+}
+# KRB5KDC_ERR_BADOPTION: asked to renew, the KDC's "cannot fulfill the option"
+# means the ticket is not renewable (or no longer): the user must log in again.
+_BADOPTION = -1765328371
+
+
+def cause_from_code(code, renewing=False):
+    """The cause (one of :data:`CAUSES`) of the MIT krb5 error ``code``."""
+    if renewing and code == _BADOPTION:
+        return "expired"
+    return _CODE_CAUSES.get(code, "other")
+
+
+# Substrings of kinit's messages in the C locale (MIT, and Heimdal's for
+# keytabs) and the cause each means. First match wins.
 _MESSAGE_CAUSES = (
     ("cannot contact any kdc", "kdc_unreachable"),
     ("cannot find kdc", "kdc_unreachable"),
@@ -105,20 +146,35 @@ _MESSAGE_CAUSES = (
     ("ticket expired", "expired"),
     ("ticket not eligible for renewal", "expired"),
     ("not renewable", "expired"),
+    ("can't fulfill requested option while renewing", "expired"),
     ("preauthentication failed", "password"),
     ("decrypt integrity check failed", "password"),
     ("cannot read realm", "config"),
     ("configuration file does not specify default realm", "config"),
+    ("while initializing kerberos 5 library", "config"),  # krb5.conf unreadable for that uid
 )
 
 
 def cause_from_message(message):
-    """The cause (one of :data:`CAUSES`) that a Kerberos error message names."""
+    """The cause (one of :data:`CAUSES`) that a kinit message in the C locale names."""
     lowered = message.lower()
     for needle, cause in _MESSAGE_CAUSES:
         if needle in lowered:
             return cause
     return "other"
+
+
+def keytab_refused(keytab, error):
+    """``error`` of a keytab request, as what it means with a keytab.
+
+    "Wrong password" from a keytab means its key is not the principal's current
+    one (a password change or a new key version): a "keytab" error naming the file.
+    """
+    if error.cause != "password":
+        return error
+    return TicketError(
+        "keytab", f"keytab {keytab} holds a key the KDC does not accept (stale?): {error.detail}"
+    )
 
 
 class ConfigError(ValueError):
