@@ -29,16 +29,11 @@ from kerbauth import KerberosPAMAuthenticator
 from kerbauth.core.ccache import parse_ccache, read_ccache_bytes
 from kerbauth.core.errors import KeytabError, TicketError
 from kerbauth.hub.api import TICKET_PATH, TicketHandler
-from kerbauth.server.fetch import (
-    FetchError,
-    UnsafeCacheTarget,
-    ccache_target,
-    fetch_ticket,
-    keeper_from_environ,
-    next_fetch_delay,
-    open_cache,
-    write_ticket,
-)
+from kerbauth.server.cache_target import ccache_target, open_cache, write_ticket
+from kerbauth.server.errors import FetchError, UnsafeCacheTarget
+from kerbauth.server.hub_client import fetch_ticket
+from kerbauth.server.keeper import TicketKeeper, keeper_from_environ, next_fetch_delay
+from support.dirs import fill_up, small_tmpfs
 from support.realm import add_principal
 
 BIN = os.path.dirname(sys.executable)
@@ -437,7 +432,7 @@ def test_keeper_backs_off_logs_a_failure_streak_once_and_recovers(
         "JUPYTERHUB_API_TOKEN": "tok",
         "KERBAUTH_RENEW_MARGIN": "60",
     }
-    keeper = keeper_from_environ(environ, log, max_backoff=4)
+    keeper = keeper_from_environ(environ, log, max_backoff=4, rng=lambda: 0.0)  # no jitter
     fake_hub.answers = [(503, b'{"message": "KDC down"}')] * 4 + [(200, data)]
     delays = [keeper.step() for _ in range(5)]
     assert delays[:4] == [1, 2, 4, 4]
@@ -450,6 +445,41 @@ def test_keeper_backs_off_logs_a_failure_streak_once_and_recovers(
     assert "works again after 4 failure(s)" in caplog.text
     assert principal in caplog.text
     assert "tok" not in caplog.text.replace("token", "")
+
+
+def test_keepers_that_failed_together_come_back_spread_out(tmp_path):
+    """The hub's backoff (core.policy): jittered, so a hub restart is not met by every server
+    at the same moment."""
+    url = f"http://127.0.0.1:{_free_port()}/hub/api/{TICKET_PATH}"  # nobody listens
+    target = open_cache(str(tmp_path / "krb5cc"))
+    log = logging.getLogger("test-keeper")
+    try:
+        keepers = [
+            TicketKeeper(url=url, token="tok", target=target, max_backoff=4, timeout=5, log=log)
+            for _ in range(20)
+        ]
+        third = [[keeper.step() for _ in range(3)][-1] for keeper in keepers]
+    finally:
+        target.remove()
+    assert all(4 * 0.9 <= delay <= 4 for delay in third), third
+    assert len({round(delay, 3) for delay in third}) > 10, third
+
+
+def test_a_full_file_system_keeps_the_servers_old_ticket_and_says_why(tmp_path):
+    """The server writes as the hub does (core.atomic_write): nothing partial, nothing left."""
+    directory = tmp_path / "small"
+    directory.mkdir(mode=0o700)
+    with small_tmpfs(directory, mode=0o700):
+        cache = open_cache(str(directory / "krb5cc"))
+        try:
+            cache.write(b"old-ticket")
+            fill_up(directory)
+            with pytest.raises(FetchError, match=r"cache .*/krb5cc: No space left on device"):
+                cache.write(b"new-ticket" * 1000)
+            assert (directory / "krb5cc").read_bytes() == b"old-ticket"
+            assert sorted(os.listdir(directory)) == ["filler", "krb5cc"]
+        finally:
+            cache.remove()
 
 
 def test_no_url_means_no_keeper():

@@ -4,7 +4,7 @@ Installed with kerbauth, it is enabled by
 ``etc/jupyter/jupyter_server_config.d/kerbauth.json`` (or by hand:
 ``--ServerApp.jpserver_extensions='{"kerbauth.server": True}'``).
 Under a hub with ``KerberosTickets.delivery = "fetch"`` it starts a
-:class:`~kerbauth.server.fetch.TicketKeeper` on a daemon thread when the
+:class:`~kerbauth.server.keeper.TicketKeeper` on a daemon thread when the
 server starts: the ticket is fetched into ``$KRB5CCNAME`` and again before it
 ends. Without ``KERBAUTH_TICKET_URL`` in the environment it does nothing.
 Nothing it does can block or stop the server: failures are logged, with their
@@ -28,13 +28,9 @@ made it.
 import atexit
 import os
 
-from kerbauth.server.fetch import (
-    ENV_URL,
-    ccache_target,
-    keeper_from_environ,
-    open_cache,
-    private_cache,
-)
+from kerbauth.server.cache_target import ccache_target, open_cache, private_cache
+from kerbauth.server.hub_client import ENV_URL
+from kerbauth.server.keeper import keeper_from_environ
 
 __all__ = ["_jupyter_server_extension_points", "_load_jupyter_server_extension"]
 
