@@ -198,6 +198,51 @@ def test_wrong_password_and_unrenewable_ticket(backend_as, realm, user):
     with pytest.raises(TicketError) as info:
         backend.renew_ticket(data, 10, run_as=run_as)
     assert "fulfill requested option" in str(info.value)
+    assert info.value.cause == "expired"  # the user must log in again
+    assert own_scratch() == []
+
+
+GERMAN = {
+    "LANG": "de_DE.UTF-8",
+    "LC_ALL": "de_DE.UTF-8",
+    "LC_MESSAGES": "de_DE.UTF-8",
+    "LANGUAGE": "de",
+}
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_german_speaking_hub_gets_the_same_causes(name, realm, user, monkeypatch):
+    principal = f"{user.name}@{realm.realm}"
+    realm.addprinc(principal, PASSWORD)
+    # The host really speaks German: kinit, run in the hub's own locale, says so.
+    german = subprocess.run(
+        ["kinit", "--", f"nobody-here@{realm.realm}"],
+        env={**os.environ, **GERMAN, "KRB5_CONFIG": realm.env["KRB5_CONFIG"]},
+        input="x\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "Kerberos-Datenbank" in german.stderr and "not found" not in german.stderr
+    for variable, value in GERMAN.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    backend = tickets.make_backend(name, max_workers=1)
+    run_as = (user.uid, user.gid)
+    try:
+        with pytest.raises(TicketError) as unknown:
+            backend.password_ticket(f"nobody-here@{realm.realm}", "x", 0, 10, run_as=run_as)
+        with pytest.raises(TicketError) as wrong:
+            backend.password_ticket(principal, "wrong", 0, 10, run_as=run_as)
+        data = backend.password_ticket(principal, PASSWORD, 0, 10, run_as=run_as)
+        with pytest.raises(TicketError) as unrenewable:
+            backend.renew_ticket(data, 10, run_as=run_as)
+    finally:
+        getattr(backend, "close", lambda: None)()
+    assert unknown.value.cause == "principal", str(unknown.value)
+    assert wrong.value.cause == "password", str(wrong.value)
+    assert unrenewable.value.cause == "expired", str(unrenewable.value)
     assert own_scratch() == []
 
 
@@ -477,7 +522,7 @@ def test_krb5_worker_sees_only_the_minimal_environment(realm, user, monkeypatch)
         backend.close()
     expected = child_environment(python=True)
     assert {k.decode(): v.decode() for k, v in environ.items()} == expected
-    assert set(expected) <= {"PATH", "KRB5_CONFIG", "LC_CTYPE", "LC_MESSAGES", "TZ", "LANG"} | {
+    assert set(expected) <= {"PATH", "KRB5_CONFIG", "LC_ALL", "TZ", "LANG"} | {
         "TMPDIR",
         "PYTHONPATH",
         "PYTHONHOME",
@@ -487,7 +532,7 @@ def test_krb5_worker_sees_only_the_minimal_environment(realm, user, monkeypatch)
         "KRB5RCACHENAME",
         "KRB5_KDC_PROFILE",
     }
-    assert expected["LC_MESSAGES"] == "C" and expected["LC_CTYPE"] == "C.UTF-8"
+    assert expected["LC_ALL"] == "C" and "LANGUAGE" not in expected
     assert expected["KRB5_CONFIG"] == realm.env["KRB5_CONFIG"]
 
 
@@ -578,9 +623,7 @@ def test_child_environment_keeps_only_what_kerberos_and_python_need():
     assert kinit == {
         "PATH": "/usr/bin",
         "LANG": "de_DE.UTF-8",
-        "LC_TIME": "en_GB.UTF-8",
-        "LC_CTYPE": "de_DE.UTF-8",
-        "LC_MESSAGES": "C",
+        "LC_ALL": "C",
         "TZ": "UTC",
         "KRB5_CONFIG": "/etc/krb5.conf",
         "KRB5_TRACE": "/dev/stderr",

@@ -71,22 +71,11 @@ _KEPT = (
     "KRB5RCACHETYPE",
     "KRB5RCACHENAME",
 )
-# Locale categories (not LC_ALL, which would override LC_MESSAGES, nor
-# LC_MESSAGES and LANGUAGE: error texts are matched in English, see
-# kerbauth.core.errors.cause_from_message).
-_LOCALE = (
-    "LC_CTYPE",
-    "LC_NUMERIC",
-    "LC_TIME",
-    "LC_COLLATE",
-    "LC_MONETARY",
-    "LC_PAPER",
-    "LC_NAME",
-    "LC_ADDRESS",
-    "LC_TELEPHONE",
-    "LC_MEASUREMENT",
-    "LC_IDENTIFICATION",
-)
+# Locale: every child runs under LC_ALL=C, with no LANGUAGE, whatever the
+# hub's LANG and LC_* say (LANG is passed on; LC_ALL overrides it): kinit's
+# messages are then the C locale's on every host, and those are the words
+# kerbauth.core.errors.cause_from_message knows. (The krb5 worker's causes
+# come from error codes; its messages, in the log, are the C locale's too.)
 # The worker is the hub's Python: it imports kerbauth the way the hub did.
 _PYTHON = ("PYTHONPATH", "PYTHONHOME")
 
@@ -95,15 +84,13 @@ def child_environment(environ=None, python=False):
     """The environment of a kinit process (``python=False``) or a krb5 worker.
 
     Only the variables Kerberos and Python need are kept from ``environ``
-    (default ``os.environ``); ``LC_MESSAGES`` is ``C`` so that Kerberos error
-    texts stay the English ones kerbauth recognises.
+    (default ``os.environ``); ``LC_ALL`` is ``C`` and ``LANGUAGE`` unset, so
+    that kinit's error texts are the C locale's, which kerbauth recognises.
     """
     environ = os.environ if environ is None else environ
-    names = _KEPT + _LOCALE + (_PYTHON if python else ())
+    names = _KEPT + (_PYTHON if python else ())
     env = {name: environ[name] for name in names if name in environ}
-    if "LC_ALL" in environ:
-        env.setdefault("LC_CTYPE", environ["LC_ALL"])
-    env["LC_MESSAGES"] = "C"
+    env["LC_ALL"] = "C"
     env.setdefault("PATH", os.defpath)
     return env
 

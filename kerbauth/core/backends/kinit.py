@@ -127,10 +127,9 @@ class KinitBackend:
             )
         if returncode != 0:
             message = errors.decode("utf-8", "replace").strip() or f"exit status {returncode}"
-            cause = cause_from_message(message)
-            if cause == "other" and "while initializing kerberos 5 library" in message.lower():
-                cause = "config"  # krb5.conf unreadable or broken for that uid
-            raise TicketError(cause, f"{self.kinit_path} (as {describe(run_as)}): {message}")
+            raise TicketError(
+                cause_from_message(message), f"{self.kinit_path} (as {describe(run_as)}): {message}"
+            )
 
 
 def _wait(proc, stdin, deadline):

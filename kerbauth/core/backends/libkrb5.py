@@ -47,7 +47,7 @@ from kerbauth.core.backends.children import (
     scratch_path,
     start_error,
 )
-from kerbauth.core.errors import CAUSES, TicketError, cause_from_message
+from kerbauth.core.errors import CAUSES, TicketError, cause_from_code
 from kerbauth.core.keytab import read_keytab_bytes
 
 __all__ = ["Krb5Backend", "krb5_available"]
@@ -302,9 +302,11 @@ class Krb5Backend:
             self._slots.release()
         if not reply.get("ok"):
             message = str(reply.get("message"))
-            cause = reply.get("cause")
+            cause = reply.get(
+                "cause"
+            )  # the worker's own failures: scratch directory, library start
             if cause not in CAUSES:
-                cause = cause_from_message(message)
+                cause = cause_from_code(reply.get("code"), renewing=request["op"] == "renew_ticket")
             raise TicketError(cause, f"{principal}: {message}")
         try:
             return base64.b64decode(reply["ccache"], validate=True)

@@ -136,8 +136,8 @@ def handle(ctx, request):
             shutil.rmtree(scratch, ignore_errors=True)
     except ScratchError as e:
         return {"ok": False, "cause": "config", "message": str(e)}
-    except krb5.Krb5Error as e:
-        return {"ok": False, "message": str(e)}
+    except krb5.Krb5Error as e:  # the hub finds the cause from the code (kerbauth.core.errors)
+        return {"ok": False, "code": e.err_code, "message": str(e)}
     except OSError as e:  # a full or read-only temporary directory, say
         return {"ok": False, "cause": "ccache", "message": f"scratch directory {scratch}: {e}"}
     except Exception as e:  # a malformed cache or keytab: the request fails, not the worker
