@@ -51,12 +51,8 @@ def main(argv=None):
     log = logging.getLogger("kerbauth-fetch")
     try:
         keeper = keeper_from_environ(os.environ, log, max_backoff=args.max_backoff)
-    except UnsafeCacheTarget as e:
-        log.error("kerbauth: %s", e)
-        return 3
     except FetchError as e:
-        log.error("kerbauth: %s", e)
-        return 2
+        return _failed(log, e, status=2)
     if keeper is None:
         log.error("kerbauth: %s is not set: the hub does not deliver tickets by fetch", ENV_URL)
         return 2
@@ -64,16 +60,21 @@ def main(argv=None):
         return _keep(keeper, log)
     try:
         times = keeper.fetch_once()
-    except UnsafeCacheTarget as e:
-        log.error("kerbauth: %s", e)
-        return 3
     except FetchError as e:
-        log.error("kerbauth: no ticket: %s", e)
-        return 1
+        return _failed(log, e, status=1, prefix="no ticket: ")
     finally:
         keeper.target.release()
     log.info("kerbauth: ticket of %s written to %s", times.principal, keeper.path)
     return 0
+
+
+def _failed(log, error, status, prefix=""):
+    """Log ``error``; the exit status: 3 when the place is someone else's, else ``status``."""
+    if isinstance(error, UnsafeCacheTarget):
+        log.error("kerbauth: %s", error)
+        return 3
+    log.error("kerbauth: %s%s", prefix, error)
+    return status
 
 
 def _keep(keeper, log):
