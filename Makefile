@@ -1,7 +1,9 @@
 # The two commands of the README: `make demo` and `make test`. Both install
 # what they need first (scripts/install-deps, idempotent; run as root).
+# The lint, docs and test commands live in tox.ini, once; this file calls them.
 
 VENV ?= /opt/kerbauth/venv
+TOX = $(VENV)/bin/tox
 PYTEST_ARGS ?=
 # The venv has the newest JupyterHub (6.x); these run again on 5.x through tox.
 JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.py \
@@ -13,23 +15,23 @@ JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.p
 setup:
 	VENV=$(VENV) scripts/install-deps
 
+# Lint and docs first (quick), the whole suite in the venv, the hub tests on
+# JupyterHub 5.x, then the oldest versions pyproject.toml allows (tox.ini says
+# which tests).
 test: setup
-	$(VENV)/bin/ruff check kerbauth tests examples benchmarks docs
-	$(VENV)/bin/ruff format --check kerbauth tests examples benchmarks docs
-	$(VENV)/bin/sphinx-build -q -W -b html docs docs/_build/html
+	$(TOX) -e lint,docs
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
-	$(VENV)/bin/tox -e jh5 -- $(JH5_TESTS)
+	$(TOX) -e jh5 -- $(JH5_TESTS)
+	$(TOX) -e lowest
 
 lint:
-	$(VENV)/bin/ruff check kerbauth tests examples benchmarks docs
-	$(VENV)/bin/ruff format --check kerbauth tests examples benchmarks docs
+	$(TOX) -e lint
 
 format:
-	$(VENV)/bin/ruff format kerbauth tests examples benchmarks docs
-	$(VENV)/bin/ruff check --fix kerbauth tests examples benchmarks docs
+	$(TOX) -e format
 
 docs:
-	$(VENV)/bin/sphinx-build -b html docs docs/_build/html
+	$(TOX) -e docs
 
 demo: setup
 	$(VENV)/bin/python demo/run.py $(DEMO_ARGS)

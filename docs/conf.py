@@ -23,4 +23,3 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 html_theme = "alabaster"
-suppress_warnings = ["myst.xref_missing"]
