@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from kerbauth.core import tickets
-from kerbauth.core.backends.children import child_environment, remove_stale_scratch
+from kerbauth.core.backends.children import child_environment
+from kerbauth.core.backends.scratch import remove_stale_scratch
 from kerbauth.core.ccache import parse_ccache
 from kerbauth.core.errors import TicketError
 from kerbauth.core.keytab import open_keytab
@@ -488,6 +489,72 @@ def test_krb5_pool_serves_each_uid_with_its_own_workers_within_max_workers(
     finally:
         backend.close()
     assert worker_pids() <= before
+
+
+def parent_pid(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_warm_starts_the_fork_server_the_first_worker_is_forked_from(realm, user, monkeypatch):
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    backend = tickets.make_backend("krb5", max_workers=2)
+    principal, keytab = keytab_for(realm, user)
+    try:
+        assert backend._fork_server is None  # making the backend starts nothing
+        backend.warm()
+        server = backend._fork_server
+        assert server is not None and server.alive()
+        backend.warm()
+        assert backend._fork_server is server and backend._processes == 0
+        keytab_ticket(backend, principal, keytab, user)
+        (worker,) = backend._idle[(user.uid, user.gid)]
+        assert parent_pid(worker.pid) == server.proc.pid
+        assert backend._fork_server is server
+    finally:
+        backend.close()
+    assert not server.alive()
+
+
+WARM_HUB = """
+import json, os, sys
+from kerbauth.core import tickets
+from kerbauth.core.keytab import open_keytab
+backend = tickets.make_backend(sys.argv[1])
+idle = lambda: [w.pid for ws in getattr(backend, "_idle", {}).values() for w in ws]
+backend.warm()
+backend.warm()
+warmed = idle()
+fd = open_keytab(sys.argv[3], os.getuid())
+backend.keytab_ticket(sys.argv[2], fd, 10)
+print(json.dumps([warmed, idle()]))
+getattr(backend, "close", lambda: None)()
+"""
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_warm_in_a_hub_without_root(name, realm, user):
+    # krb5: one worker of the hub's own uid waits in the pool and serves the
+    # first request; kinit: nothing to start.
+    principal, keytab = keytab_for(realm, user)
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_HUB, name, principal, keytab],
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        cwd="/",
+        env={"PATH": os.environ["PATH"], "KRB5_CONFIG": realm.env["KRB5_CONFIG"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    warmed, served = json.loads(out.stdout)
+    if name == "krb5":
+        assert len(warmed) == 1 and served == warmed
+    else:
+        assert warmed == served == []
 
 
 def test_krb5_worker_that_died_while_idle_is_replaced(realm, user, monkeypatch):

@@ -27,16 +27,15 @@ import subprocess
 import time
 
 from kerbauth.core.backends.children import (
-    HubScratch,
     check_run_as,
     child_environment,
     describe,
     fd_name,
     keytab_memfd,
     run_as_options,
-    scratch_errors,
     start_error,
 )
+from kerbauth.core.backends.scratch import HubScratch, scratch_errors
 from kerbauth.core.errors import TicketError, cause_from_message
 from kerbauth.core.keytab import read_keytab_bytes
 
@@ -51,6 +50,9 @@ class KinitBackend:
 
     def __init__(self, kinit_path="kinit"):
         self.kinit_path = kinit_path
+
+    def warm(self):
+        """Nothing to start ahead: each request is a kinit process of its own."""
 
     def keytab_ticket(self, principal, keytab_fd, timeout, run_as=None):
         """A TGT for ``principal`` from the keytab open at ``keytab_fd``: a FILE cache's bytes."""

@@ -1,7 +1,8 @@
 """The ``krb5`` backend: tickets through the MIT library, without a kinit process.
 
 The library calls run in a small pool of long-lived worker processes
-(:mod:`kerbauth.core.backends.libkrb5_worker`), one request at a time each. A ticket costs
+(:mod:`kerbauth.core.backends.libkrb5_worker`; the hub's side of them is
+:mod:`kerbauth.core.backends.worker_processes`), one request at a time each. A ticket costs
 about a millisecond there, instead of the several milliseconds of starting
 kinit. Workers are processes rather than threads for two reasons:
 
@@ -26,222 +27,23 @@ import base64
 import binascii
 import contextlib
 import importlib.util
-import json
 import os
-import select
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 
-from kerbauth.core.backends.children import (
-    MAX_CHILD_CACHE_BYTES,
-    check_run_as,
-    child_environment,
-    describe,
-    fd_name,
-    remove_scratch,
-    run_as_options,
-    scratch_path,
-    start_error,
-)
+from kerbauth.core.backends.children import check_run_as, describe, fd_name, start_error
+from kerbauth.core.backends.scratch import remove_scratch, scratch_path
+from kerbauth.core.backends.worker_processes import ForkedWorker, ForkServer, Worker
 from kerbauth.core.errors import CAUSES, TicketError, cause_from_code
 from kerbauth.core.keytab import read_keytab_bytes
 
 __all__ = ["Krb5Backend", "krb5_available"]
 
-# The longest reply line read from a worker: a 4 MiB cache in base64 and the JSON around it.
-# The module the workers run (``python -s -m``), as the user each serves.
-WORKER = "kerbauth.core.backends.libkrb5_worker"
-
-_MAX_REPLY = MAX_CHILD_CACHE_BYTES * 4 // 3 + 4096
-
 
 def krb5_available():
     """True when the krb5 bindings (``kerbauth[krb5]``) are installed."""
     return importlib.util.find_spec("krb5") is not None
-
-
-class _Channel:
-    """The pipes to one worker: a request line out, a reply line back, within a deadline."""
-
-    def __init__(self, to_worker, from_worker):
-        self.to_worker = to_worker  # a writable binary file
-        self.from_worker = from_worker  # a readable descriptor
-        self.answered = False
-        self._buffer = b""
-
-    def call(self, request, deadline):
-        self.to_worker.write(json.dumps(request).encode() + b"\n")
-        self.to_worker.flush()
-        fd = self.from_worker
-        while b"\n" not in self._buffer:
-            if len(self._buffer) > _MAX_REPLY:
-                raise ValueError(f"an answer longer than {_MAX_REPLY} bytes")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            # poll, not select: a busy hub has descriptors above select's 1024.
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            if poller.poll(remaining * 1000):
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    raise EOFError(self.exit_message())
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        reply = json.loads(line)
-        self.answered = True
-        return reply
-
-    def exit_message(self):
-        return "the krb5 worker exited"
-
-
-class _Worker(_Channel):
-    """A worker started as a process of its own (``run_as`` None: the hub's uid)."""
-
-    def __init__(self, run_as):
-        self.run_as = run_as
-        self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-m", WORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=child_environment(python=True),
-            **run_as_options(run_as),
-        )
-        self.pid = self.proc.pid
-        super().__init__(self.proc.stdin, self.proc.stdout.fileno())
-
-    def exit_message(self):
-        return f"the krb5 worker exited with status {self.proc.wait()}"
-
-    @property
-    def status(self):
-        return self.proc.returncode
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-        self._close_pipes()
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        self.proc.wait()
-        self._close_pipes()
-
-    def _close_pipes(self):
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(OSError):
-                pipe.close()
-
-
-class _ForkServer:
-    """The hub's root fork server (:func:`.libkrb5_worker.fork_server`): warm workers."""
-
-    def __init__(self):
-        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-s",
-                    "-m",
-                    WORKER,
-                    "--fork-server",
-                ],
-                stdin=theirs,
-                stdout=subprocess.DEVNULL,
-                env=child_environment(python=True),
-                cwd="/",
-                close_fds=True,
-            )
-        except BaseException:
-            self.control.close()
-            raise
-        finally:
-            theirs.close()
-        self.lock = threading.Lock()
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def fork(self, run_as, fds):
-        """``(pid, pidfd)`` of a new worker for ``run_as`` on the pipe ends ``fds``."""
-        ask = json.dumps({"uid": run_as[0], "gid": run_as[1]}).encode()
-        with self.lock:
-            socket.send_fds(self.control, [ask], fds)
-            message, received, _, _ = socket.recv_fds(self.control, 4096, 1)
-        if not message or len(received) != 1:
-            for fd in received:
-                os.close(fd)
-            raise OSError("the krb5 fork server did not answer")
-        return json.loads(message)["pid"], received[0]
-
-    def close(self):
-        self.control.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class _ForkedWorker(_Channel):
-    """A worker forked by the fork server, running as ``run_as``; killed through its pidfd."""
-
-    def __init__(self, server, run_as):
-        self.run_as = run_as
-        child_in, to_worker = os.pipe()
-        from_worker, child_out = os.pipe()
-        try:
-            self.pid, self.pidfd = server.fork(run_as, [child_in, child_out])
-        except BaseException:
-            for fd in (to_worker, from_worker):
-                os.close(fd)
-            raise
-        finally:
-            os.close(child_in)
-            os.close(child_out)
-        super().__init__(os.fdopen(to_worker, "wb"), from_worker)
-
-    status = None  # reaped by the fork server
-
-    def alive(self):
-        return not self._exited(0)
-
-    def _exited(self, timeout):
-        poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)
-        return bool(poller.poll(timeout * 1000))
-
-    def kill(self):
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        self._exited(5)
-        self._close()
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.to_worker.close()
-        if not self._exited(5):
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            self._exited(5)
-        self._close()
-
-    def _close(self):
-        with contextlib.suppress(OSError):
-            self.to_worker.close()
-        for fd in (self.from_worker, self.pidfd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 class Krb5Backend:
@@ -251,7 +53,7 @@ class Krb5Backend:
         self.max_workers = max_workers
         self._slots = threading.BoundedSemaphore(max_workers)
         self._lock = threading.Lock()
-        self._idle = {}  # run_as -> [idle _Worker], oldest first
+        self._idle = {}  # run_as -> [idle Worker], oldest first
         self._processes = 0  # workers alive, busy or idle
         self._fork_server = None  # started on the first request with a run_as
         self._forking_failed = False
@@ -289,6 +91,32 @@ class Krb5Backend:
         request = {"op": "renew_ticket", "ccache": base64.b64encode(data).decode()}
         return self._request(request, "the ticket to renew", timeout, run_as)
 
+    def warm(self):
+        """Start now what the first request would wait for, so it costs what later ones do.
+
+        A hub with root (workers run as the users): the fork server, which
+        every worker is then forked from. A hub without root: one worker of
+        its own uid, idle in the pool. Starting a process blocks for a few
+        milliseconds (its Python start goes on in the background): call this
+        off the event loop. Calling it again costs nothing.
+        """
+        if os.geteuid() == 0:
+            if not self._forking_failed:
+                try:
+                    self._server()
+                except OSError:
+                    self._forking_failed = True
+            return
+        if not self._slots.acquire(blocking=False):
+            return  # requests are running: the pool is warm
+        try:
+            with self._lock:
+                if self._idle.get(None):
+                    return
+            self._put_back(self._take(None))
+        finally:
+            self._slots.release()
+
     def _request(self, request, principal, timeout, run_as):
         run_as = check_run_as(run_as)
         deadline = time.monotonic() + timeout
@@ -302,9 +130,7 @@ class Krb5Backend:
             self._slots.release()
         if not reply.get("ok"):
             message = str(reply.get("message"))
-            cause = reply.get(
-                "cause"
-            )  # the worker's own failures: scratch directory, library start
+            cause = reply.get("cause")  # the worker's own: scratch directory, library start
             if cause not in CAUSES:
                 cause = cause_from_code(reply.get("code"), renewing=request["op"] == "renew_ticket")
             raise TicketError(cause, f"{principal}: {message}")
@@ -347,19 +173,23 @@ class Krb5Backend:
         80 ms of CPU each instead of a few).
         """
         if run_as is None or self._forking_failed:
-            return _Worker(run_as)
+            return Worker(run_as)
         try:
-            with self._lock:
-                server = self._fork_server
-                if server is None or not server.alive():
-                    if server is not None:
-                        server.close()
-                    server = self._fork_server = None
-                    server = self._fork_server = _ForkServer()
-            return _ForkedWorker(server, run_as)
+            return ForkedWorker(self._server(), run_as)
         except OSError:
             self._forking_failed = True
-            return _Worker(run_as)
+            return Worker(run_as)
+
+    def _server(self):
+        """The running fork server, started if there is none."""
+        with self._lock:
+            server = self._fork_server
+            if server is None or not server.alive():
+                if server is not None:
+                    server.close()
+                server = self._fork_server = None
+                server = self._fork_server = ForkServer()
+        return server
 
     def _put_back(self, worker):
         worker.idle_since = time.monotonic()
