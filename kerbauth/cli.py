@@ -47,7 +47,7 @@ def run_doctor(args):
     print(f"kerbauth doctor {__version__}: {args.config}", flush=True)
     try:
         site = doctor.load_site(args.config, username=args.user, timeout=args.timeout)
-    except doctor.ConfigError as e:
+    except doctor.ConfigNotLoaded as e:
         print(doctor.format_result(doctor.Result("config", doctor.PROBLEM, str(e))))
         return 1
     failed = False

@@ -15,7 +15,6 @@ import tempfile
 import pytest
 
 from kerbauth import doctor
-from kerbauth.core.kdc_probe import as_req, parse_reply
 from support.realm import add_principal, start_realm
 
 KERBAUTH = os.path.join(os.path.dirname(sys.executable), "kerbauth")
@@ -309,26 +308,6 @@ def test_krb5_conf_reader_follows_includes(site_dir):
     assert conf.files == [main, os.path.join(extra, "corp.conf")]
     assert conf.libdefaults == {"default_realm": "CORP.EXAMPLE", "dns_lookup_kdc": "false"}
     assert conf.realms == {"CORP.EXAMPLE": {"kdc": ["tcp/kdc1.corp.example:750", "[2001:db8::1]"]}}
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("kdc.example.com", (("tcp", "udp"), "kdc.example.com", 88)),
-        ("kdc.example.com:750", (("tcp", "udp"), "kdc.example.com", 750)),
-        ("udp/10.0.0.1:88", (("udp",), "10.0.0.1", 88)),
-        ("tcp/[2001:db8::1]:1088", (("tcp",), "2001:db8::1", 1088)),
-        ("https://kdcproxy.example.com/KdcProxy", None),
-    ],
-)
-def test_parse_kdc(value, expected):
-    assert doctor.parse_kdc(value) == expected
-
-
-def test_a_reply_that_is_no_kerberos_reply_is_refused():
-    assert as_req("X.TEST").startswith(b"\x6a")
-    with pytest.raises(ValueError, match="not a Kerberos reply"):
-        parse_reply(b"HTTP/1.1 400 Bad Request\r\n")
 
 
 # --- LDAP: healthy and broken ----------------------------------------------------------------

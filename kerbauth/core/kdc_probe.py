@@ -1,167 +1,177 @@
-"""Asking a KDC whether it is there: a minimal AS-REQ, by hand, on TCP or UDP.
+"""Asking the realm's KDCs whether they are there, through the Kerberos library itself.
 
-An open port says little (a firewall, another daemon); an answer to a
-Kerberos request from the right realm says the KDC is up and serves it. The
-probe asks for a ticket of a principal that does not exist, with no
-pre-authentication and no secret, and expects the KDC's error reply
-("client not found"). Plain functions, no Kerberos library: ``kerbauth
-doctor`` uses it whichever ticket backend is configured.
+The probe makes one AS exchange through the configured backend: the krb5
+bindings (``krb5.get_etype_info``, in a child Python) or the ``kinit``
+program (with no password to give: it stops at the password prompt). Either
+way libkrb5 finds the KDCs as it would for a ticket (krb5.conf, DNS SRV and
+URI records, KDC proxies, every address of a host), and its trace
+(``KRB5_TRACE``, under ``LC_ALL=C``) says which KDC it asked over which
+transport and which answered. The principal asked about defaults to the
+realm's own ``krbtgt/REALM@REALM``, which every KDC of the realm knows, so
+"client not found" means a KDC of another realm. No password, key or ticket
+is ever sent or kept, and the child is killed at the timeout.
+
+For a KDC that did not answer, :func:`why_unanswered` says why in the
+words of the socket layer (refused, unreachable, no answer in time).
 """
 
 import os
+import re
 import socket
-import struct
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 
-__all__ = ["KdcAnswer", "as_req", "parse_reply", "probe_kdc", "PROBE_NAME"]
+from kerbauth.core.realm import krb5_conf_paths
 
-# The client name asked for. Any answer from the KDC will do; "not found" is expected.
-PROBE_NAME = "kerbauth-doctor-probe"
+__all__ = ["KdcProbe", "probe_kdc", "parse_trace", "why_unanswered"]
 
-# Error codes of RFC 4120 that the doctor names.
-ERROR_NAMES = {
-    6: "client not found",
-    14: "no supported encryption type",
-    24: "pre-authentication failed",
-    25: "pre-authentication required",
-    37: "clock skew too great",
-    68: "wrong realm",
-}
+# Prepended to the site's krb5.conf for the probe: TCP first (the first value of a
+# name wins), so an answer over TCP is what is reported; UDP is still tried after it.
+PROBE_PROFILE = "[libdefaults]\n  udp_preference_limit = 1\n"
 
+# The library's error codes are RFC 4120's plus this base (KRB5KDC_ERR_NONE).
+KDC_ERROR_BASE = -1765328384
+CLIENT_NOT_FOUND = 6
+WRONG_REALM = 68
 
-def _der(tag, content):
-    n = len(content)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return bytes([tag]) + length + content
+# The child run for the krb5 backend: one AS exchange, the library's error on stderr.
+_ETYPE_INFO = """\
+import sys
+import krb5
+context = krb5.init_context()
+try:
+    krb5.get_etype_info(context, krb5.parse_name_flags(context, sys.argv[1].encode()))
+except krb5.Krb5Error as e:
+    sys.exit(f"{e.err_code} " + str(e).removesuffix(f" {e.err_code}"))
+"""
 
+_TRANSPORTS = {"stream": "tcp", "dgram": "udp", "https": "https"}
+_TRIED = re.compile(r"(?:request|connection) to (stream|dgram|https) (\S+)$")
+_ANSWERED = re.compile(r"Received answer \(\d+ bytes\) from (stream|dgram|https) (\S+)$")
+_KDC_ERROR = re.compile(r"Received error from KDC: (-?\d+)/")
+_TRACE_LINE = re.compile(r"^\[\d+\] [\d.]+: ", re.MULTILINE)  # "[pid] time: "
 
-def _seq(*items):
-    return _der(0x30, b"".join(items))
-
-
-def _tagged(number, content):
-    return _der(0xA0 + number, content)
-
-
-def _int(value):
-    return _der(0x02, value.to_bytes((value.bit_length() + 8) // 8 or 1, "big", signed=True))
-
-
-def _string(text):
-    return _der(0x1B, text.encode("utf-8"))  # GeneralString
-
-
-def _name(name_type, *components):
-    return _seq(_tagged(0, _int(name_type)), _tagged(1, _seq(*map(_string, components))))
-
-
-def as_req(realm, client=PROBE_NAME, nonce=None):
-    """The DER bytes of an AS-REQ for ``client@realm`` (RFC 4120, 5.4.1), without padata."""
-    nonce = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF if nonce is None else nonce
-    body = _seq(
-        _tagged(0, _der(0x03, b"\x00\x00\x00\x00\x00")),  # kdc-options: none
-        _tagged(1, _name(1, client)),  # NT-PRINCIPAL
-        _tagged(2, _string(realm)),
-        _tagged(3, _name(2, "krbtgt", realm)),  # NT-SRV-INST
-        _tagged(5, _der(0x18, b"20370101000000Z")),  # till
-        _tagged(7, _int(nonce)),
-        _tagged(8, _seq(_int(18), _int(17), _int(20), _int(19))),  # AES etypes
-    )
-    return _der(0x6A, _seq(_tagged(1, _int(5)), _tagged(2, _int(10)), _tagged(4, body)))
-
-
-def _read(data, pos):
-    """``(tag, content, next position)`` of the DER element at ``pos``."""
-    tag = data[pos]
-    first = data[pos + 1]
-    pos += 2
-    if first & 0x80:
-        count = first & 0x7F
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    else:
-        length = first
-    if pos + length > len(data):
-        raise ValueError("truncated reply")
-    return tag, data[pos : pos + length], pos + length
+# What is kept of the child's output: a trace of a few KDCs is a few kilobytes.
+MAX_OUTPUT = 256 * 1024
 
 
 @dataclass(frozen=True)
-class KdcAnswer:
-    """What a KDC said: an AS-REP, or an error with its code and realm."""
+class KdcProbe:
+    """What the library did: which KDCs it tried and heard from, what they said."""
 
-    kind: str  # "error" or "as-rep"
     realm: str
-    code: int = 0
+    principal: str
+    tried: tuple = ()  # ((address, transport), ...) in the order tried, once each
+    answered: tuple = ()  # the ones of ``tried`` that sent an answer
+    errors: tuple = ()  # the RFC 4120 error codes the KDCs answered with
+    traced: bool = False  # False: the backend wrote no trace (not MIT Kerberos?)
+    message: str = ""  # the library's own last word (kinit's or the bindings' error)
+    timed_out: bool = False
 
     @property
-    def error_name(self):
-        return ERROR_NAMES.get(self.code, f"error {self.code}")
+    def known(self):
+        """Whether the KDCs know ``principal``: True, False, or None with no answer."""
+        if not self.answered:
+            return None
+        return CLIENT_NOT_FOUND not in self.errors and WRONG_REALM not in self.errors
 
 
-def parse_reply(data):
-    """:class:`KdcAnswer` of a KDC reply; ValueError when ``data`` is no Kerberos reply."""
-    if not data or data[0] not in (0x6B, 0x7E):
-        raise ValueError(f"not a Kerberos reply (first byte {data[:1].hex() or 'missing'})")
-    try:
-        tag, content, _ = _read(data, 0)
-        if tag == 0x6B:  # AS-REP: the probe name exists and needs no pre-authentication
-            _, fields, _ = _read(content, 0)
-            return KdcAnswer("as-rep", _text(fields, 3))
-        _, fields, _ = _read(content, 0)
-        code = int.from_bytes(_field(fields, 6, b"\x00"), "big", signed=True)
-        return KdcAnswer("error", _text(fields, 9), code)
-    except IndexError:
-        raise ValueError("truncated reply") from None
+def parse_trace(text):
+    """``(tried, answered, errors, traced)`` of a libkrb5 trace (see :class:`KdcProbe`)."""
+    tried, answered, errors = [], [], []
+    for line in text.splitlines():
+        line = line.strip()
+        for pattern, found in ((_TRIED, tried), (_ANSWERED, answered)):
+            match = pattern.search(line)
+            if match:
+                kdc = (match.group(2), _TRANSPORTS[match.group(1)])
+                if kdc not in found:
+                    found.append(kdc)
+        match = _KDC_ERROR.search(line)
+        if match:
+            errors.append(int(match.group(1)) - KDC_ERROR_BASE)
+    traced = bool(_TRACE_LINE.search(text))
+    return tuple(tried), tuple(answered), tuple(errors), traced
 
 
-def _field(fields, number, missing):
-    """The content of the inner element of context field ``[number]``, or ``missing``."""
-    pos = 0
-    while pos < len(fields):
-        tag, content, pos = _read(fields, pos)
-        if tag == 0xA0 + number:
-            return _read(content, 0)[1]
-    return missing
+def probe_kdc(
+    realm, principal=None, *, backend="krb5", kinit_path="kinit", timeout=5.0, environ=None
+):
+    """Probe the KDCs of ``realm`` through ``backend`` ("krb5" or "kinit"); a :class:`KdcProbe`.
 
-
-def _text(fields, number):
-    return _field(fields, number, b"").decode("utf-8", "replace")
-
-
-def probe_kdc(host, port, realm, transport, timeout):
-    """Send the probe to ``host:port`` over ``transport`` ("tcp" or "udp").
-
-    Returns :class:`KdcAnswer`; raises OSError (refused, unreachable,
-    timeout) or ValueError (something answered, but not a KDC). Waits at
-    most about ``timeout`` seconds.
+    ``principal`` (default ``krbtgt/REALM@REALM``) is the client the AS
+    request names; ``environ`` (default ``os.environ``) gives ``KRB5_CONFIG``.
+    Waits at most about ``timeout`` seconds.
     """
-    request = as_req(realm)
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
-    )[0]
-    with socket.socket(family, kind, proto) as s:
-        s.settimeout(timeout)
-        s.connect(address)
-        if transport == "tcp":
-            s.sendall(struct.pack(">I", len(request)) + request)
-            length = struct.unpack(">I", _recv_exactly(s, 4))[0]
-            if length > 1 << 20:
-                raise ValueError("not a Kerberos reply (length prefix too large)")
-            return parse_reply(_recv_exactly(s, length))
-        s.send(request)
-        return parse_reply(s.recv(65536))
+    principal = principal or f"krbtgt/{realm}@{realm}"
+    if backend == "krb5":
+        argv = [sys.executable, "-I", "-c", _ETYPE_INFO, principal]
+    elif backend == "kinit":
+        argv = [kinit_path, "--", principal]
+    else:
+        raise ValueError(f'backend must be "krb5" or "kinit", not {backend!r}')
+    environ = os.environ if environ is None else environ
+    with tempfile.NamedTemporaryFile("w", prefix="kerbauth-probe-", suffix=".conf") as profile:
+        profile.write(PROBE_PROFILE)
+        profile.flush()
+        env = {
+            "PATH": environ.get("PATH", os.defpath),
+            "KRB5_CONFIG": ":".join([profile.name, *krb5_conf_paths(environ)]),
+            "KRB5_TRACE": "/dev/stdout",
+            "KRB5CCNAME": "MEMORY:kerbauth-probe",  # nothing is written anywhere
+            "LC_ALL": "C",
+        }
+        timed_out = False
+        try:
+            done = subprocess.run(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+            out, err = done.stdout, done.stderr
+        except subprocess.TimeoutExpired as e:  # run() killed the child
+            out, err, timed_out = e.stdout or b"", e.stderr or b"", True
+    text = out[:MAX_OUTPUT].decode("utf-8", "replace")
+    tried, answered, errors, traced = parse_trace(text)
+    lines = err[:MAX_OUTPUT].decode("utf-8", "replace").strip().splitlines()
+    message = lines[-1] if lines else ""
+    if backend == "krb5":
+        # The bindings' child says "CODE MESSAGE"; a KDC's own error is one of the
+        # first 128 codes of the library's table (RFC 4120's numbers).
+        code, _, text = message.partition(" ")
+        if code.lstrip("-").isdigit():
+            message = text
+            if 0 <= int(code) - KDC_ERROR_BASE < 128 and not errors:
+                errors = (int(code) - KDC_ERROR_BASE,)
+    return KdcProbe(realm, principal, tried, answered, errors, traced, message, timed_out)
 
 
-def _recv_exactly(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed before the reply was complete")
-        data += chunk
-    return data
+def why_unanswered(address, transport, timeout):
+    """Why ``address`` ("host:port", "[v6]:port") gave no answer over ``transport``, in words."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if transport not in ("tcp", "udp") or not port.isdigit():
+        return "no answer"
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, int(port), type=kind)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.settimeout(timeout)
+            s.connect(where)
+            if transport == "tcp":
+                return "accepts connections but gave no Kerberos answer"
+            # An empty datagram: a closed port answers with ICMP (refused), a KDC ignores it.
+            s.send(b"")
+            s.recv(1)
+    except TimeoutError:
+        return "no answer in time"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except OSError as e:
+        return e.strerror or str(e) or type(e).__name__
+    return "no Kerberos answer"

@@ -1,0 +1,100 @@
+"""The checks of krb5.conf and the realm's KDCs.
+
+krb5.conf is read by :mod:`kerbauth.core.realm` (the reader the hub falls
+back on); the KDCs are asked through the configured ticket backend by
+:mod:`kerbauth.core.kdc_probe`, so the library finds them as it would for a
+ticket (krb5.conf, DNS, KDC proxies, every address of a host).
+"""
+
+import os
+import stat
+
+from kerbauth.core import kdc_probe
+from kerbauth.core import realm as krb5_realm
+from kerbauth.doctor.config import ticket_backend_name
+from kerbauth.doctor.outcome import OK, PROBLEM, Skip
+
+__all__ = ["check_krb5_conf", "check_kdc"]
+
+_KDC_HINT = "start the KDC (krb5kdc), open the firewall to it, or fix kdc = in krb5.conf"
+
+
+def check_krb5_conf(site):
+    paths = krb5_realm.krb5_conf_paths()
+    conf = krb5_realm.read_krb5_conf(paths)
+    site.facts["krb5_conf"] = conf
+    where = ":".join(paths)
+    if not conf.files:
+        return (
+            PROBLEM,
+            f"no krb5.conf could be read ({where})",
+            "install krb5.conf, or set KRB5_CONFIG in the hub's environment",
+        )
+    realm = site.authenticator.realm
+    if not realm:
+        return (
+            PROBLEM,
+            f"{where} names no default_realm and KerberosTickets.realm is not set",
+            "set default_realm in [libdefaults] or c.KerberosTickets.realm",
+        )
+    unreadable = [p for p in conf.files if not os.stat(p).st_mode & stat.S_IROTH]
+    if unreadable:
+        return (
+            PROBLEM,
+            f"{', '.join(unreadable)} is not readable by other users; servers run as the user",
+            f"chmod 644 {' '.join(unreadable)}",
+        )
+    if realm not in conf.realms:
+        lookup = conf.libdefaults.get("dns_lookup_kdc", "true").lower()
+        if lookup in ("false", "no", "0", "off"):
+            return (
+                PROBLEM,
+                f"{where} has no [realms] entry for {realm} and dns_lookup_kdc is off",
+                f"add {realm} = {{ kdc = <host> }} under [realms]",
+            )
+        return (OK, f"{where}: realm {realm}, KDCs from DNS", "")
+    kdcs = conf.realms[realm].get("kdc", [])
+    return (OK, f"{where}: realm {realm}, KDCs {', '.join(kdcs) or 'from DNS'}", "")
+
+
+def check_kdc(site):
+    a = site.authenticator
+    if site.facts.get("krb5_conf") is None or not a.realm:
+        raise Skip("needs a readable krb5.conf and a realm")
+    probe = kdc_probe.probe_kdc(
+        a.realm, backend=ticket_backend_name(a), kinit_path=a.kinit_path, timeout=site.timeout
+    )
+    if not probe.traced:
+        raise Skip(
+            f"the backend wrote no trace of its requests (not MIT Kerberos?): {probe.message}"
+        )
+    if probe.answered:
+        at = ", ".join(f"{address}/{transport}" for address, transport in probe.answered)
+        if probe.known is False:
+            return (
+                PROBLEM,
+                f"the KDC at {at} does not serve {a.realm} (it knows no {probe.principal})",
+                "fix kdc = in krb5.conf, or the realm's DNS records, to name a KDC of the realm",
+            )
+        return (OK, f"KDC of {a.realm} answers at {at}", "")
+    if not probe.tried:
+        return (
+            PROBLEM,
+            f"no KDC of {a.realm} found: {probe.message}",
+            f"add {a.realm} = {{ kdc = <host> }} under [realms] in krb5.conf, or DNS SRV"
+            f" records _kerberos._tcp.{a.realm}",
+        )
+    return (
+        PROBLEM,
+        f"KDC of {a.realm} not answering: {_unanswered(probe, site.timeout)}",
+        _KDC_HINT,
+    )
+
+
+def _unanswered(probe, timeout):
+    """ "host:port (tcp: why; udp: why), ..." for each KDC the library asked in vain."""
+    reasons = {}
+    for address, transport in probe.tried:
+        why = kdc_probe.why_unanswered(address, transport, timeout)
+        reasons.setdefault(address, []).append(f"{transport}: {why}")
+    return ", ".join(f"{address} ({'; '.join(why)})" for address, why in reasons.items())
