@@ -252,8 +252,13 @@ def _bench(samples, name):
     return samples.get(("kerbauth_bench", f'field="{name}"'))
 
 
-def _sum(samples, name, purpose):
-    return sum(v for (n, labels), v in samples.items() if n == name and purpose in labels)
+def _sum(samples, name, *wanted):
+    """The sum of the samples ``name`` whose labels hold every one of ``wanted``."""
+    return sum(
+        v
+        for (n, labels), v in samples.items()
+        if n == name and all(label in labels for label in wanted)
+    )
 
 
 @dataclass
@@ -311,13 +316,12 @@ def measure(k5, backend, count, keytab_dir, run_dir, ccache_parent, expired):
             start, end = _bench(samples, "sweep_start"), _bench(samples, "sweep_end")
             result.sweep = end - start
             name = "kerbauth_ticket_request_duration_seconds"
+            # Renewals that worked (the histogram counts failures too, by outcome).
+            ok = ('purpose="renewal"', 'outcome="ok"')
             result.renewals = int(
-                _sum(samples, f"{name}_count", 'purpose="renewal"')
-                - _sum(before, f"{name}_count", 'purpose="renewal"')
+                _sum(samples, f"{name}_count", *ok) - _sum(before, f"{name}_count", *ok)
             )
-            seconds = _sum(samples, f"{name}_sum", 'purpose="renewal"') - _sum(
-                before, f"{name}_sum", 'purpose="renewal"'
-            )
+            seconds = _sum(samples, f"{name}_sum", *ok) - _sum(before, f"{name}_sum", *ok)
             result.request_mean = seconds / max(1, result.renewals)
             result.failures = int(
                 _sum(samples, "kerbauth_ticket_failures_total", 'purpose="renewal"')

@@ -126,7 +126,7 @@ async def test_spawn_sets_only_where_to_fetch_and_where_to_write(
     # Asked again at once: the same ticket, no new KDC request; later, a new one.
     assert await authenticator.fetch_ticket(user) == data
     clock = time.monotonic() + 11
-    monkeypatch.setattr("kerbauth.hub.tickets.time.monotonic", lambda: clock)
+    monkeypatch.setattr("kerbauth.hub.delivery.time.monotonic", lambda: clock)
     fresh = await authenticator.fetch_ticket(user)
     assert fresh != data and parse_ccache(fresh).principal == principal
 

@@ -380,5 +380,8 @@ def test_scratch_left_by_a_killed_hub_is_removed_at_start(krb5_env, tmp_path, cc
     with open(os.path.join(left, "ccache"), "wb") as f:
         f.write(b"a valid TGT, once")
     c, _ = keytab_config(tmp_path, ccache_dir)
-    KerberosPAMAuthenticator(config=c)
+    authenticator = KerberosPAMAuthenticator(config=c)
+    assert os.path.lexists(left), "the constructor starts nothing"
+    authenticator.start()
     assert not os.path.lexists(left)
+    authenticator.ticket_backend.close()

@@ -13,7 +13,7 @@ from traitlets.config import Config
 from kerbauth import KerberosTickets
 from kerbauth.core import tickets
 from kerbauth.core.ccache import parse_ccache, read_ccache
-from kerbauth.core.errors import TicketError
+from kerbauth.core.errors import ConfigError, TicketError
 from kerbauth.hub.tickets import AUTH_STATE_KEY
 
 UID, GID = 54321, 54322
@@ -145,5 +145,6 @@ def test_password_tickets_need_auth_state(krb5_env, ccache_dir):
     c = Config()
     c.KerberosTickets.password_tickets = True
     c.KerberosTickets.ccache_dir = ccache_dir
-    with pytest.raises(ValueError, match="requires Authenticator.enable_auth_state"):
-        PasswordTicketsAuthenticator(config=c)
+    authenticator = PasswordTicketsAuthenticator(config=c)
+    with pytest.raises(ConfigError, match="requires Authenticator.enable_auth_state"):
+        authenticator.start()

@@ -168,11 +168,15 @@ async def test_backoff_is_capped(tmp_path, executor):
         log=logging.getLogger("test-renewal"),
         clock=clock,
     )
+    waits = []
     for _ in range(10):
         await r.sweep()
+        waits.append(r._streaks["x"].retry_at - clock.now)
         clock.now = r._streaks["x"].retry_at
-    assert r._streaks["x"].retry_at - clock.now <= 5
     assert len(calls) == 10
+    # 1, 2, 4, then the cap of 5 for good, each less up to a tenth (jitter).
+    for wait, full in zip(waits, [1, 2, 4] + [5] * 7, strict=True):
+        assert 0.9 * full <= wait <= full, waits
 
 
 async def test_a_stopped_server_is_forgotten(tmp_path, executor):

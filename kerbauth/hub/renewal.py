@@ -20,7 +20,9 @@ wakes the renewer (:meth:`Renewer.wake`), which then plans for it too.
 
 The only other memory is about failures: a user whose renewal failed is
 retried with a capped exponential backoff, and the failure is logged once per
-streak (with its cause), then once more when renewal works again.
+streak (with its cause), then once more when renewal works again. The due rule
+and the backoff (with jitter) are :mod:`kerbauth.core.policy`'s, shared with
+the keeper in the user's server.
 """
 
 import asyncio
@@ -28,19 +30,14 @@ import inspect
 import time
 from dataclasses import dataclass
 
+from kerbauth.core import policy
 from kerbauth.core.errors import TicketError
+from kerbauth.core.policy import FailureStreak, due_time
 
 __all__ = ["Renewer", "RenewalTarget", "due_time", "MIN_WAIT"]
 
 # The shortest wait between two sweeps, in seconds.
 MIN_WAIT = 0.5
-
-
-def due_time(times, margin):
-    """When a ticket with ``times`` (start, end) is due: ``margin`` before its end,
-    or at half its life when it lives shorter than twice the margin."""
-    start, end = times
-    return end - min(margin, (end - start) / 2)
 
 
 @dataclass
@@ -61,12 +58,6 @@ class RenewalTarget:
     inspect: object
     renew: object
     after: object = None
-
-
-@dataclass
-class _Streak:
-    failures: int
-    retry_at: float
 
 
 class Renewer:
@@ -103,11 +94,10 @@ class Renewer:
         self._task = None
         self._wake = None
         self.next_due = None  # the earliest due time seen at the last sweep
-        self.expiring = 0  # tickets within the margin (or unknown) at the last sweep
 
     def is_due(self, times, now):
         """Whether a ticket with ``times`` ((start, end), None when unknown) needs renewing."""
-        return times is None or now >= due_time(times, self.margin)
+        return policy.is_due(times, now, self.margin)
 
     async def sweep(self):
         """Renew every due ticket once; return how many renewals were attempted."""
@@ -133,9 +123,6 @@ class Renewer:
                 due.append(target)
             else:
                 planned.append(due_time(target.times, self.margin))
-        self.expiring = sum(
-            1 for t in targets if t.times is None or t.times[1] - now <= self.margin
-        )
         renewed = []
         if due:
             # A few lanes, each renewing one target after another: the executor
@@ -170,18 +157,21 @@ class Renewer:
             return None
         self.on_result(target.key, None, time.monotonic() - started)
         streak = self._streaks.pop(target.key, None)
-        if streak:
+        failures = streak.ended() if streak else 0
+        if failures:
             self.log.info(
                 "kerbauth: ticket renewal for %s works again after %d failure(s)",
                 target.key,
-                streak.failures,
+                failures,
             )
         return times
 
     def _failed(self, target, error):
         streak = self._streaks.get(target.key)
         if streak is None:
-            streak = self._streaks[target.key] = _Streak(failures=0, retry_at=0)
+            streak = self._streaks[target.key] = FailureStreak(max_backoff=self.max_backoff)
+        streak.failed(self.clock())
+        if streak.first:
             # Once per streak: the first failure says what is wrong.
             self.log.warning(
                 "kerbauth: ticket renewal for %s failed (%s); retrying with backoff: %s",
@@ -189,9 +179,6 @@ class Renewer:
                 error.cause,
                 error,
             )
-        streak.failures += 1
-        backoff = min(self.max_backoff, 2 ** (streak.failures - 1))
-        streak.retry_at = self.clock() + backoff
 
     def next_wait(self):
         """Seconds until the next sweep: the earliest due ticket or backoff, within

@@ -1,0 +1,90 @@
+"""Renewal wiring: the hub's running servers as the targets of :mod:`kerbauth.hub.renewal`.
+
+A mixin of :class:`kerbauth.KerberosTickets`. Which servers run comes from
+the hub (``parent.users``); when each ticket is due, from the hub's record of
+the ticket it gave (``_issued``); the cache file is only looked at to see
+whether it still holds the user's own principal. A server shared while it
+runs loses its ticket here (see :mod:`kerbauth.hub.spawn_policy`).
+"""
+
+import asyncio
+import functools
+
+from kerbauth.core import ccache, tickets
+from kerbauth.core.errors import TicketError
+from kerbauth.hub.renewal import RenewalTarget
+
+__all__ = ["RenewalTargets"]
+
+
+class RenewalTargets:
+    """What the renewer sweeps: one target per user with a running server."""
+
+    def _running_users(self):
+        """The hub's users with at least one active server (empty outside a hub)."""
+        users = getattr(self.parent, "users", None)
+        if users is None or not hasattr(users, "values"):
+            return []
+        return [u for u in users.values() if any(s.active for s in u.spawners.values())]
+
+    def _inspect_cache(self, username, principal):
+        """What ``username``'s cache holds now: "ok", "foreign" or "absent"."""
+        data = self.cache_dir.read(tickets.ccache_name(username))
+        if data is None:
+            return "absent"
+        try:
+            found = ccache.parse_ccache(data).principal
+        except TicketError:
+            return "foreign"
+        return "ok" if found == principal else "foreign"
+
+    async def _renewal_targets(self):
+        if self.cache_dir is None:
+            return []
+        targets = []
+        for user in self._running_users():
+            try:
+                principal, _, _ = self._ticket_paths(user.name)
+            except TicketError:
+                continue
+            if self._shared_without_tickets(user):
+                await self._drop_shared(user)
+                continue
+            self._shared_warned.discard(user.name)  # shared again later: warned again
+            after = None
+            if self.password_tickets:
+                if user.name not in self._hub_tickets:
+                    try:
+                        await self._login_ticket(user)  # after a hub restart
+                    except TicketError:
+                        continue
+                renew = functools.partial(self._refresh_password_cache_sync, user)
+                after = functools.partial(self._save_hub_ticket, user)
+            else:
+                renew = functools.partial(self._renew_keytab_sync, user)
+            issued = self._issued.get(user.name)
+            targets.append(
+                RenewalTarget(
+                    key=user.name,
+                    times=(issued.start, issued.end) if issued else None,
+                    inspect=functools.partial(self._inspect_cache, user.name, principal),
+                    renew=renew,
+                    after=after,
+                )
+            )
+        return targets
+
+    def _renew_keytab_sync(self, user):
+        _, _, times = self._obtain_ticket_sync(user, "renewal")
+        return times.start, times.end
+
+    def _start_renewal(self):
+        """Start the renewal loop if there is a running event loop (there is in a hub) and
+        the hub keeps the caches (``delivery = "file"``)."""
+        if self._backend is None or self.cache_dir is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.renewer.start()
