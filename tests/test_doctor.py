@@ -270,6 +270,53 @@ def test_unknown_realm_in_krb5_conf(realm, site_dir, local_user):
     assert "no [realms] entry for ELSEWHERE.TEST and dns_lookup_kdc is off" in lines["krb5.conf"][1]
 
 
+def krb5_conf_without_realm(k5, site_dir, *lines):
+    """The realm's krb5.conf without its default_realm, ``lines`` first (world-readable)."""
+    with open(k5.env["KRB5_CONFIG"]) as f:
+        kept = [line for line in f.read().splitlines() if "default_realm" not in line]
+    path = os.path.join(site_dir, "krb5.conf")
+    with open(path, "w") as f:
+        f.write("\n".join([*lines, *kept]) + "\n")
+    os.chmod(path, 0o644)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["krb5", "kinit"])
+def test_a_realm_named_in_an_includedir_file_is_used(realm, site_dir, local_user, backend):
+    """Debian and RHEL: default_realm in /etc/krb5.conf.d/; the hub starts, tickets work."""
+    confd = os.path.join(site_dir, "krb5.conf.d")
+    os.mkdir(confd, 0o755)
+    with open(os.path.join(confd, "realm.conf"), "w") as f:
+        f.write(f"[libdefaults]\n  default_realm = {realm.realm}\n")
+    os.chmod(os.path.join(confd, "realm.conf"), 0o644)
+    env = krb5_env(realm)
+    env["KRB5_CONFIG"] = krb5_conf_without_realm(realm, site_dir, f"includedir {confd}")
+    config, _ = kerberos_site(realm, site_dir, local_user, backend=backend)
+    code, lines, output = run_doctor(config, env, "--user", local_user)
+    assert code == 0, output
+    assert lines["startup"][0] == "ok"
+    assert f"realm {realm.realm}" in lines["krb5.conf"][1]
+    assert f"got a ticket for {local_user}@{realm.realm}" in lines["ticket"][1]
+
+
+def test_no_realm_anywhere_is_the_failing_line(realm, site_dir, local_user):
+    env = krb5_env(realm)
+    env["KRB5_CONFIG"] = krb5_conf_without_realm(realm, site_dir)
+    config, _ = kerberos_site(realm, site_dir, local_user)
+    code, lines, output = run_doctor(config, env)
+    assert code == 1, output
+    assert lines["krb5.conf"][1] == (
+        f"problem krb5.conf   {env['KRB5_CONFIG']} names no default_realm and"
+        " KerberosTickets.realm is not set"
+        "  hint: set default_realm in [libdefaults] or c.KerberosTickets.realm"
+    )
+    assert lines["startup"][1] == (
+        "problem startup     the hub would refuse to start: KerberosTickets.realm is not set"
+        " and krb5.conf names no default_realm  hint: fix the option the message names"
+    )
+    assert lines["kdc"][0] == "skip"
+
+
 # --- the plain helpers ---------------------------------------------------------------------
 
 
