@@ -250,3 +250,37 @@ def test_every_exception_to_the_line_budget_is_still_needed():
         assert why, f"{path}: say why it is longer"
         assert path in counts, f"{path} is gone: remove it from OVER_BUDGET"
         assert counts[path] > LINE_BUDGET, f"{path} fits now: remove it from OVER_BUDGET"
+
+
+def documented_modules():
+    """The modules docs/architecture.md's "Where each piece lives" lists, as paths."""
+    found, folder = set(), None
+    for line in (ROOT / "docs" / "architecture.md").read_text().splitlines():
+        if heading := re.match(r"### `(kerbauth(?:\.\w+)?)`", line):
+            package = heading.group(1)
+            folder = "" if package == "kerbauth" else package.replace(".", "/") + "/"
+        elif folder is not None and (row := re.match(r"\| `([\w/]+\.py)` \|", line)):
+            found.add(folder + row.group(1))
+        elif line.startswith("## ") and found:
+            break
+    return found
+
+
+def holds_code(path):
+    """Whether a module holds more than its docstring (a package's __init__ may not)."""
+    body = ast.parse(path.read_text()).body
+    return any(
+        not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body
+    )
+
+
+def test_the_architecture_page_names_every_module():
+    modules = {path.relative_to(ROOT).as_posix(): path for path in PACKAGE.rglob("*.py")}
+    required = {name for name, path in modules.items() if holds_code(path)}
+    documented = documented_modules()
+    assert not required - documented, "add to docs/architecture.md: " + " ".join(
+        sorted(required - documented)
+    )
+    assert not documented - set(modules), "gone, remove from docs/architecture.md: " + " ".join(
+        sorted(documented - set(modules))
+    )
