@@ -5,11 +5,11 @@ Each checks its value when it is set (at config load), and a refusal is a
 (``KerberosTickets.timeout``) as it is written in ``jupyterhub_config.py``.
 """
 
-from traitlets import CaselessStrEnum, Float, Integer, TraitError
+from traitlets import CaselessStrEnum, Float, Integer, List, TraitError, Unicode
 
 from kerbauth.core.errors import ConfigError
 
-__all__ = ["ConfigError", "Seconds", "Count", "Choice", "option_name"]
+__all__ = ["ConfigError", "Seconds", "Count", "Choice", "StringList", "option_name"]
 
 
 def option_name(trait, obj=None):
@@ -80,3 +80,15 @@ class Choice(CaselessStrEnum):
             raise ConfigError(
                 f"{option_name(self, obj)} must be one of {choices}, not {value!r}"
             ) from None
+
+
+class StringList(List):
+    """A list of strings; one string is taken as a list of one."""
+
+    def __init__(self, default_value=None, **kwargs):
+        super().__init__(Unicode(), default_value=default_value or [], **kwargs)
+
+    def validate(self, obj, value):
+        if isinstance(value, str):
+            value = [value]
+        return super().validate(obj, value)

@@ -17,6 +17,10 @@ from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator
 from kerbauth.auth.ldap import directory as ldap_directory
+from kerbauth.auth.ldap.connection import Directory, tls_context
+from kerbauth.auth.ldap.groups import group_filter
+from kerbauth.auth.ldap.queries import UserQuery, dn_from_template, user_filter
+from kerbauth.core.address import Address
 from kerbauth.core.errors import TicketError
 from support.slapd import STAFF, Person
 
@@ -154,10 +158,10 @@ async def test_injection_attempts_are_refused_before_any_connection(slapd, mode_
 
 @pytest.fixture
 def directory(slapd):
-    return ldap_directory.Directory(
-        servers=[ldap_directory.Server("127.0.0.1", slapd.ldap_port)],
+    return Directory(
+        servers=[Address("127.0.0.1", slapd.ldap_port)],
         tls_strategy="starttls",
-        context=ldap_directory.tls_context(slapd.ca_file),
+        context=tls_context(slapd.ca_file),
         connect_timeout=2,
         receive_timeout=2,
     )
@@ -167,7 +171,7 @@ def directory(slapd):
 def test_hostile_names_are_escaped_in_the_search_filter(slapd, directory, username):
     """Called with the raw name (as if the username check were gone): the search
     matches nothing, so no entry is bound to, although alice's password is given."""
-    query = ldap_directory.UserQuery(
+    query = UserQuery(
         search_base=slapd.base_dn,
         search_bind_dn=slapd.service_dn,
         search_bind_password=slapd.service_password,
@@ -189,7 +193,7 @@ def test_hostile_names_are_escaped_in_the_search_filter(slapd, directory, userna
 @pytest.mark.parametrize("username", HOSTILE_NAMES)
 def test_hostile_names_are_escaped_in_the_bind_dn(slapd, directory, username):
     """The name stays one RDN value: no other entry is bound to with alice's password."""
-    query = ldap_directory.UserQuery(bind_dn_templates=[f"uid={{username}},{slapd.people_dn}"])
+    query = UserQuery(bind_dn_templates=[f"uid={{username}},{slapd.people_dn}"])
     mark = slapd.log_mark()
     assert (
         ldap_directory.check_login(directory, query, username, slapd.people["alice"].password, log)
@@ -203,13 +207,11 @@ def test_hostile_names_are_escaped_in_the_bind_dn(slapd, directory, username):
 
 
 def test_escaping_helpers():
-    assert ldap_directory.user_filter("({user_attribute}={username})", "uid", "*)(uid=*") == (
+    assert user_filter("({user_attribute}={username})", "uid", "*)(uid=*") == (
         r"(uid=\2a\29\28uid=\2a)"
     )
-    assert ldap_directory.dn_from_template("uid={username},dc=x", "a,b") == r"uid=a\,b,dc=x"
-    assert ldap_directory.group_filter("(member={user_dn})", "cn=a*,dc=x", "a") == (
-        r"(member=cn=a\2a,dc=x)"
-    )
+    assert dn_from_template("uid={username},dc=x", "a,b") == r"uid=a\,b,dc=x"
+    assert group_filter("(member={user_dn})", "cn=a*,dc=x", "a") == (r"(member=cn=a\2a,dc=x)")
 
 
 # --- usernames ------------------------------------------------------------------------
@@ -350,7 +352,7 @@ async def test_ldaps_default_port_is_636(config):
     config.KerberosLDAPAuthenticator.tls_strategy = "ldaps"
     config.KerberosLDAPAuthenticator.server_address = ["ldap.corp.example"]
     directory, _ = KerberosLDAPAuthenticator(config=config)._ldap_settings()
-    assert directory.servers == [ldap_directory.Server("ldap.corp.example", 636)]
+    assert directory.servers == [Address("ldap.corp.example", 636)]
 
 
 def tls_cases(slapd):

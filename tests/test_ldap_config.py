@@ -1,11 +1,13 @@
 """KerberosLDAPAuthenticator's options: their help, and the rules checked when config loads."""
 
+import ssl
+
 import pytest
 from jupyterhub.auth import Authenticator
 from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator, KerberosTickets
-from kerbauth.auth.ldap import directory as ldap_directory
+from kerbauth.core.errors import ConfigError
 
 NAME = "KerberosLDAPAuthenticator"
 
@@ -34,7 +36,8 @@ def test_every_ldap_option_has_a_help_text_with_default_example_and_version():
     assert {"server_address", "tls_strategy", "bind_dn_template", "admin_groups"} <= set(options)
     for name, trait in options.items():
         assert len(trait.help) > 80, name
-        assert "Default" in trait.help, name
+        # The default is printed by autodoc-traits and --help-all, not repeated in the help.
+        assert "Default" not in trait.help, name
         assert "e.g." in trait.help or "Example" in trait.help, name
         assert ".. versionadded:: 0.1" in trait.help or ".. versionadded:: 0.2" in trait.help, name
 
@@ -47,7 +50,16 @@ BAD_CONFIGS = [
         {"server_address": ["ldaps://ldap.corp.example"]},
         f"{NAME}.server_address: 'ldaps://ldap.corp.example' is not a host name",
     ),
-    ("bad port", {"server_address": ["ldap:99999"]}, "has an invalid port"),
+    (
+        "bad port",
+        {"server_address": ["ldap:99999"]},
+        f"{NAME}.server_address: 'ldap:99999' has an invalid port",
+    ),
+    (
+        "server_port out of range",
+        {"server_port": 70000},
+        f"{NAME}.server_port must be at most 65535, not 70000",
+    ),
     (
         "neither template nor lookup",
         {"bind_dn_template": []},
@@ -93,7 +105,11 @@ BAD_CONFIGS = [
         {"manage_groups": True},
         f"{NAME}.manage_groups requires {NAME}.group_search_base",
     ),
-    ("unknown TLS strategy", {"tls_strategy": "tls"}, "tls_strategy"),
+    (
+        "unknown TLS strategy",
+        {"tls_strategy": "tls"},
+        f"{NAME}.tls_strategy must be one of 'starttls', 'ldaps', 'insecure', not 'tls'",
+    ),
     (
         "CA file with insecure",
         {"tls_strategy": "insecure", "tls_ca_file": "/etc/hostname"},
@@ -103,6 +119,11 @@ BAD_CONFIGS = [
         "missing CA file",
         {"tls_ca_file": "/nonexistent/ca.pem"},
         f"{NAME}.tls_ca_file '/nonexistent/ca.pem' is not a file",
+    ),
+    (
+        "CA file that holds no certificate",
+        {"tls_ca_file": "/etc/hostname"},
+        f"{NAME}.tls_ca_file '/etc/hostname' holds no usable PEM CA certificate",
     ),
     (
         "bad search filter",
@@ -130,6 +151,11 @@ BAD_CONFIGS = [
         f"{NAME}.group_search_filter: '(member={{dn}})': unknown or malformed placeholder",
     ),
     ("zero timeout", {"receive_timeout": 0}, f"{NAME}.receive_timeout must be a positive"),
+    (
+        "timeout as text",
+        {"receive_timeout": "5"},
+        f"{NAME}.receive_timeout must be a number of seconds, not '5'",
+    ),
     ("negative timeout", {"connect_timeout": -1}, f"{NAME}.connect_timeout must be a positive"),
     ("no threads", {"executor_threads": 0}, f"{NAME}.executor_threads must be at least 1"),
     ("zero login timeout", {"login_timeout": 0}, f"{NAME}.login_timeout must be a positive"),
@@ -175,9 +201,9 @@ BAD_CONFIGS = [
 def test_config_that_cannot_work_is_refused_at_startup(base, options, message):
     for name, value in options.items():
         setattr(base.KerberosLDAPAuthenticator, name, value)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ConfigError) as info:
         KerberosLDAPAuthenticator(config=base)
-    assert message in str(info.value)
+    assert str(info.value).startswith(message)
 
 
 # (label, options, what the directory settings become)
@@ -251,7 +277,7 @@ def test_tls_is_verified_by_default(base):
     assert authenticator.tls_strategy == "starttls"
     directory, _ = authenticator._ldap_settings()
     assert directory.context.check_hostname is True
-    assert directory.context.verify_mode == ldap_directory.ssl.CERT_REQUIRED
+    assert directory.context.verify_mode == ssl.CERT_REQUIRED
 
 
 def test_allowed_groups_count_as_allow_config(base):

@@ -6,6 +6,7 @@ import pytest
 from traitlets.config.loader import PyFileConfigLoader
 
 from kerbauth import KerberosLDAPAuthenticator
+from kerbauth.core.errors import ConfigError
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -66,5 +67,10 @@ def test_active_directory_example_wants_the_service_password(krb5_env, monkeypat
     monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "0" * 64)
     config = load_example("jupyterhub_config_ad.py")
     config.KerberosTickets.ccache_dir = str(tmp_path / "cc")
-    with pytest.raises(ValueError, match="search_bind_dn requires .*search_bind_password"):
+    with pytest.raises(ConfigError) as refused:
         KerberosLDAPAuthenticator(config=config)
+    assert str(refused.value) == (
+        "KerberosLDAPAuthenticator.search_bind_dn requires"
+        " KerberosLDAPAuthenticator.search_bind_password (a bind with an empty password"
+        " is anonymous)"
+    )

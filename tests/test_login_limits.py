@@ -1,4 +1,4 @@
-"""The login limiter (kerbauth/login_limits.py) on a fake clock, and its options.
+"""The login limiter (kerbauth/auth/limiter.py) on a fake clock, and its options (auth/limits.py).
 
 The hub-level proof (a real flood against a real PAM fail delay) is in
 tests/test_pam_flood.py; these pin down each rule: turns per name and per
@@ -12,8 +12,10 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from kerbauth import KerberosPAMAuthenticator
-from kerbauth.auth.limits import MAX_WAITING, LoginLimiter, LoginRefused, login_source
+from kerbauth import KerberosLDAPAuthenticator, KerberosPAMAuthenticator
+from kerbauth.auth.limiter import MAX_WAITING, LoginLimiter, LoginRefused
+from kerbauth.auth.limits import LoginLimits, login_source
+from kerbauth.core.errors import ConfigError
 
 
 class Clock:
@@ -300,24 +302,78 @@ def base_config():
     return c
 
 
+PAM = "KerberosPAMAuthenticator"
+
+# (label, option, bad value, the exact refusal)
 CONFIG_CASES = [
-    ("negative failures", "login_max_failures", -1),
-    ("negative name concurrency", "login_name_concurrency", -1),
-    ("negative source concurrency", "login_source_concurrency", -2),
-    ("zero window", "login_failure_window", 0),
-    ("negative wait", "login_wait", -1.0),
-    ("negative entries", "login_limit_entries", -5),
+    (
+        "negative failures",
+        "login_max_failures",
+        -1,
+        f"{PAM}.login_max_failures must be at least 0, not -1",
+    ),
+    (
+        "negative name concurrency",
+        "login_name_concurrency",
+        -1,
+        f"{PAM}.login_name_concurrency must be at least 0, not -1",
+    ),
+    (
+        "negative source concurrency",
+        "login_source_concurrency",
+        -2,
+        f"{PAM}.login_source_concurrency must be at least 0, not -2",
+    ),
+    (
+        "zero window",
+        "login_failure_window",
+        0,
+        f"{PAM}.login_failure_window must be a positive number of seconds, not 0.0",
+    ),
+    (
+        "negative wait",
+        "login_wait",
+        -1.0,
+        f"{PAM}.login_wait must be a positive number of seconds, not -1.0",
+    ),
+    ("wait as text", "login_wait", "10", f"{PAM}.login_wait must be a number of seconds, not '10'"),
+    (
+        "negative entries",
+        "login_limit_entries",
+        -5,
+        f"{PAM}.login_limit_entries must be at least 0, not -5",
+    ),
+    (
+        "fractional failures",
+        "login_max_failures",
+        2.5,
+        f"{PAM}.login_max_failures must be a whole number, not 2.5",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    "option,value", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
+    "option,value,message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
 )
-def test_a_bad_limit_is_refused_at_config_load_naming_the_option(option, value):
+def test_a_bad_limit_is_refused_at_config_load_naming_the_option(option, value, message):
     c = base_config()
     c.KerberosPAMAuthenticator[option] = value
-    with pytest.raises(Exception, match=f"KerberosPAMAuthenticator.{option}"):
+    with pytest.raises(ConfigError) as refused:
         KerberosPAMAuthenticator(config=c)
+    assert str(refused.value) == message
+
+
+def test_a_bad_limit_of_the_ldap_login_is_named_after_the_ldap_authenticator():
+    """The limits are one mixin of both authenticators: a refusal names the one configured."""
+    c = base_config()
+    c.KerberosLDAPAuthenticator.server_address = ["ldap.corp.example"]
+    c.KerberosLDAPAuthenticator.bind_dn_template = ["uid={username},dc=corp"]
+    c.KerberosLDAPAuthenticator.login_wait = 0
+    with pytest.raises(ConfigError) as refused:
+        KerberosLDAPAuthenticator(config=c)
+    assert str(refused.value) == (
+        "KerberosLDAPAuthenticator.login_wait must be a positive number of seconds, not 0.0"
+    )
 
 
 def test_the_options_reach_the_limiter_and_have_full_help():
@@ -328,7 +384,9 @@ def test_the_options_reach_the_limiter_and_have_full_help():
     lim = KerberosPAMAuthenticator(config=c).login_limiter
     assert (lim.max_failures, lim.tables["source"].concurrency, lim.window) == (7, 3, 120.0)
     assert lim.tables["name"].concurrency == 1
-    for name, trait in KerberosPAMAuthenticator.class_traits(config=True).items():
-        if name.startswith("login_"):
-            assert "Default:" in trait.help and "Example" in trait.help, name
-            assert "versionadded:: 0.2" in trait.help, name
+    own = LoginLimits.class_own_traits(config=True)
+    assert set(own) == {name for name in own if name.startswith("login_")} and len(own) == 6
+    for name, trait in own.items():
+        # The default is printed by autodoc-traits and --help-all, not repeated in the help.
+        assert "Default" not in trait.help and "Example" in trait.help, name
+        assert "versionadded:: 0.2" in trait.help, name

@@ -19,7 +19,7 @@ changes is the login itself:
 - PAM's fail delay (the 2 s pause pam_unix and pam_faildelay put after a
   wrong password) is waited out in asyncio, not in the PAM thread: the
   client that failed still waits, the thread goes on to the next login;
-- attempts go through the login limiter (:mod:`kerbauth.auth.limits`), so a
+- attempts go through the login limiter (:mod:`kerbauth.auth.limiter`), so a
   flood of wrong passwords from one address or for one name holds at most a
   thread or two, and is refused (429) once it has failed a few times;
 - authentication and the account check run in one PAM transaction, and
@@ -37,11 +37,11 @@ import pwd
 import pamela
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
-from traitlets import Float, validate
 
 from kerbauth.auth.limits import LoginLimits, login_source
 from kerbauth.core.names import InvalidUsername, check_username, log_safe
 from kerbauth.hub.tickets import KerberosTickets
+from kerbauth.traits import Seconds
 
 __all__ = ["KerberosPAMAuthenticator"]
 
@@ -100,7 +100,7 @@ def other_account_reason(name, final):
 class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
     """Log in with the system password through PAM; each server gets the user's Kerberos ticket."""
 
-    pam_timeout = Float(
+    pam_timeout = Seconds(
         30.0,
         config=True,
         help="""Seconds one PAM login (authentication and account check) may take.
@@ -108,19 +108,11 @@ class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
         Past this, the user gets a "try again" error (503) and the log says
         which PAM service was slow. PAM cannot be interrupted: the call goes
         on in its thread, and ``PAMAuthenticator.executor_threads`` bounds
-        how many such calls run at once. Default: 30.
+        how many such calls run at once. Example: ``10``.
 
         .. versionadded:: 0.1
         """,
     )
-
-    @validate("pam_timeout")
-    def _check_pam_timeout(self, proposal):
-        if proposal.value <= 0:
-            raise ValueError(
-                f"KerberosPAMAuthenticator.pam_timeout must be positive, not {proposal.value!r}"
-            )
-        return proposal.value
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -1,0 +1,166 @@
+"""What the LDAP options make: the rules between them, and the directory settings.
+
+Plain functions over the configured authenticator (any object with the
+options of :class:`~kerbauth.auth.ldap.options.LDAPOptions` and the
+``Authenticator`` options they involve): :func:`check` refuses at start-up a
+combination that cannot work, with a :class:`~kerbauth.core.errors.ConfigError`
+naming the full option and the fix; :func:`build` reads the options into the
+:class:`~kerbauth.auth.ldap.connection.Directory` and
+:class:`~kerbauth.auth.ldap.queries.UserQuery` the directory code takes.
+"""
+
+import os
+
+from kerbauth.auth.ldap.connection import Directory, tls_context
+from kerbauth.auth.ldap.queries import UserQuery, check_filter_template, directory_name
+from kerbauth.core.address import parse_address
+from kerbauth.core.errors import ConfigError
+from kerbauth.core.names import InvalidUsername, check_username
+
+__all__ = ["NAME", "check", "build"]
+
+# How the options are written in jupyterhub_config.py: c.KerberosLDAPAuthenticator.*
+NAME = "KerberosLDAPAuthenticator"
+
+
+def check(options):
+    """Refuse option combinations that cannot work, naming the option to fix."""
+    if not options.server_address:
+        raise ConfigError(f'{NAME}.server_address is empty: set it, e.g. ["ldap.corp.example"]')
+    if options.lookup_dn and options.bind_dn_template:
+        raise ConfigError(
+            f"{NAME}.lookup_dn and {NAME}.bind_dn_template are both set: use one of them"
+        )
+    if not options.lookup_dn and not options.bind_dn_template:
+        raise ConfigError(
+            f"{NAME}.bind_dn_template is empty and {NAME}.lookup_dn is False:"
+            " set one of them to say how a user's DN is found"
+        )
+    if options.lookup_dn and not options.user_search_base:
+        raise ConfigError(f"{NAME}.lookup_dn requires {NAME}.user_search_base")
+    if options.search_bind_dn and not options.search_bind_password:
+        raise ConfigError(
+            f"{NAME}.search_bind_dn requires {NAME}.search_bind_password"
+            " (a bind with an empty password is anonymous)"
+        )
+    if options.search_bind_password and not options.search_bind_dn:
+        raise ConfigError(f"{NAME}.search_bind_password requires {NAME}.search_bind_dn")
+    for option in ("allowed_groups", "admin_groups", "manage_groups"):
+        if getattr(options, option) and not options.group_search_base:
+            raise ConfigError(f"{NAME}.{option} requires {NAME}.group_search_base")
+    if options.auth_state_attributes and not options.enable_auth_state:
+        options.log.warning(
+            "kerbauth: %s.auth_state_attributes is set but"
+            " Authenticator.enable_auth_state is False: the attributes are not kept",
+            NAME,
+        )
+    budget = options.connect_timeout + options.receive_timeout
+    if not options.login_timeout > budget:
+        raise ConfigError(
+            f"{NAME}.login_timeout ({options.login_timeout:g} s) must be more than"
+            f" {NAME}.connect_timeout + {NAME}.receive_timeout ({budget:g} s): one server"
+            " must have the time to accept the connection and answer"
+        )
+    _check_username_map(options)
+    _check_tls(options)
+    _check_filters(options)
+
+
+def _check_tls(options):
+    if not options.tls_ca_file:
+        return
+    if options.tls_strategy == "insecure":
+        raise ConfigError(f'{NAME}.tls_ca_file is set but {NAME}.tls_strategy is "insecure"')
+    if not os.path.isfile(options.tls_ca_file):
+        raise ConfigError(f"{NAME}.tls_ca_file {options.tls_ca_file!r} is not a file")
+    try:
+        tls_context(options.tls_ca_file)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise ConfigError(
+            f"{NAME}.tls_ca_file {options.tls_ca_file!r} holds no usable PEM CA certificate ({e})"
+        ) from None
+
+
+def _check_filters(options):
+    try:
+        check_filter_template(
+            options.user_search_filter, user_attribute=options.user_attribute, username="x"
+        )
+    except ValueError as e:
+        raise ConfigError(f"{NAME}.user_search_filter: {e}") from None
+    if "{username}" not in options.user_search_filter:
+        raise ConfigError(f"{NAME}.user_search_filter has no {{username}}")
+    try:
+        check_filter_template(options.group_search_filter, user_dn="uid=x,dc=example", username="x")
+    except ValueError as e:
+        raise ConfigError(f"{NAME}.group_search_filter: {e}") from None
+
+
+def _check_username_map(options):
+    """Refuse a ``username_map`` that does not map each name once, to a final name.
+
+    JupyterHub applies the map again to the name a login returns; so each
+    value must map to itself (a chain ``a -> b -> c`` would make the result
+    depend on how often it is applied), and keys must be normalised names (a
+    key with capitals never matches).
+    """
+    option = "Authenticator.username_map"
+    mapping = options.username_map
+    for key, value in mapping.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError(f"{option}: {key!r}: {value!r} is not a name mapped to a name")
+        if directory_name(key, options.login_domains) != key:
+            raise ConfigError(
+                f"{option} key {key!r} never matches: names are lowercased and"
+                f" stripped of a listed domain before the map is applied"
+                f" (write {directory_name(key, options.login_domains)!r})"
+            )
+        target = mapping.get(value, value)
+        if target != value:
+            raise ConfigError(
+                f"{option} maps {key!r} to {value!r}, which it maps to {target!r}:"
+                f" a chain is not followed; map {key!r} to the final name directly"
+            )
+        if directory_name(value, options.login_domains) != value:
+            raise ConfigError(
+                f"{option} maps {key!r} to {value!r}, which is not a normalised name"
+                f" (JupyterHub would make it {options.normalize_username(value)!r})"
+            )
+        try:
+            check_username(value)
+        except InvalidUsername as e:
+            raise ConfigError(f"{option} maps {key!r} to an unusable name: {e}") from None
+
+
+def build(options):
+    """``(Directory, UserQuery)`` from the current options."""
+    default_port = 636 if options.tls_strategy == "ldaps" else 389
+    insecure = options.tls_strategy == "insecure"
+    directory = Directory(
+        servers=[
+            parse_address(entry, options.server_port or default_port)
+            for entry in options.server_address
+        ],
+        tls_strategy=options.tls_strategy,
+        context=None if insecure else tls_context(options.tls_ca_file),
+        connect_timeout=options.connect_timeout,
+        receive_timeout=options.receive_timeout,
+        login_timeout=options.login_timeout,
+        max_response_bytes=options.max_response_bytes,
+    )
+    attributes = list(options.auth_state_attributes)
+    if options.owner_from_ldap:
+        attributes += [options.uid_number_attribute, options.gid_number_attribute]
+    query = UserQuery(
+        bind_dn_templates=[] if options.lookup_dn else list(options.bind_dn_template),
+        search_base=options.user_search_base if options.lookup_dn else "",
+        search_filter=options.user_search_filter,
+        user_attribute=options.user_attribute,
+        search_bind_dn=options.search_bind_dn,
+        search_bind_password=options.search_bind_password,
+        attributes=attributes,
+        group_search_base=options.group_search_base,
+        group_search_filter=options.group_search_filter,
+        group_name_attribute=options.group_name_attribute,
+    )
+    return directory, query
