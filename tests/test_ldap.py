@@ -8,6 +8,7 @@ import asyncio
 import copy
 import logging
 import re
+import threading
 import time
 from types import SimpleNamespace
 
@@ -495,13 +496,56 @@ async def test_a_connect_that_hangs_costs_the_connect_timeout(
     assert f"LDAP server {host}:{port} unusable" in caplog.text
 
 
-async def test_concurrent_logins_run_on_the_pool(slapd, config):
+def most_at_once(intervals):
+    """The largest number of ``(start, end)`` intervals that overlap at one instant."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in edges:  # at equal times an end (-1) sorts first: touching is not overlapping
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+async def test_concurrent_logins_run_on_the_pool(slapd, config, hostile_ldap, monkeypatch):
+    """Six users log in at once through a directory that answers each request 0.3 s
+    late. On a pool of three threads, three checks run at the same time (never more),
+    each on a pool thread, the event loop stays free, and the six take about two
+    logins' time, not six."""
+    slow = hostile_ldap(mode="slow", answer_delay=0.3)
+    a = config.KerberosLDAPAuthenticator
+    a.server_address = [f"127.0.0.1:{slow.address[1]}"]
+    a.executor_threads = 3
     authenticator = KerberosLDAPAuthenticator(config=config)
-    names = ["alice", "bob", "carol", "dave", "lena"] * 4
+    # A spy around the real check: when it ran, and on which thread.
+    ran, real_check = [], ldap_directory.check_login
+
+    def check_login(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            ran.append((threading.current_thread().name, started, time.monotonic()))
+
+    monkeypatch.setattr(ldap_directory, "check_login", check_login)
+    names = ["alice", "bob", "carol", "lena", "erik", "dave"]
+    stop, gaps = asyncio.Event(), []
+    ticker = asyncio.create_task(ticking(stop, gaps))
+    started = time.monotonic()
     results = await asyncio.gather(
         *(login(authenticator, n, slapd.people[n].password) for n in names)
     )
+    elapsed = time.monotonic() - started
+    stop.set()
+    await ticker
     assert [r["name"] for r in results] == names
+    assert len(ran) == len(names)
+    assert {thread.rpartition("_")[0] for thread, _, _ in ran} == {"kerbauth-ldap"}
+    durations = [end - start for _, start, end in ran]
+    assert min(durations) > 0.3, "the directory was not slow: this proves nothing"
+    # Overlapping, and bounded by the pool.
+    assert most_at_once([(start, end) for _, start, end in ran]) == 3
+    assert elapsed < sum(durations) / 2, (elapsed, durations)
+    assert max(gaps) < 0.25, "the event loop waited for the directory"
 
 
 async def test_connections_are_closed_after_each_login(slapd, config):
