@@ -203,6 +203,23 @@ def test_wrong_password_and_unrenewable_ticket(backend_as, realm, user):
     assert own_scratch() == []
 
 
+def test_a_ticket_past_its_renewable_life_is_expired(backend_as, realm, user):
+    backend, _ = backend_as
+    principal = f"{user.name}@{realm.realm}"
+    realm.addprinc(principal, PASSWORD)
+    realm.run_kadminl(f"modprinc -maxlife 2s -maxrenewlife 3s {principal}")
+    run_as = (user.uid, user.gid)
+    data = backend.password_ticket(principal, PASSWORD, 86400, 10, run_as=run_as)
+    ticket = parse_ccache(data)
+    assert ticket.end < ticket.renew_till <= ticket.start + 3
+    while time.time() <= ticket.renew_till + 1:  # the KDC's clock, in whole seconds
+        time.sleep(0.2)
+    with pytest.raises(TicketError) as info:
+        backend.renew_ticket(data, 10, run_as=run_as)
+    assert info.value.cause == "expired", str(info.value)
+    assert own_scratch() == []
+
+
 GERMAN = {
     "LANG": "de_DE.UTF-8",
     "LC_ALL": "de_DE.UTF-8",
