@@ -9,7 +9,6 @@ import importlib
 import os
 import shutil
 import tempfile
-import types
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
@@ -81,27 +80,6 @@ def resolve_authenticator_class(value):
         ) from None
 
 
-def _without_backend(self):
-    return None
-
-
-def build_authenticator(cls, config):
-    """An instance of ``cls`` configured from ``config``, that starts nothing.
-
-    A subclass of the same name reads exactly the same config sections; it
-    only skips making the ticket backend (which would also create
-    ``ccache_dir``). The hub's own start-up checks run in :func:`check_startup`.
-    """
-    view = types.new_class(
-        cls.__name__,
-        (cls,),
-        exec_body=lambda ns: ns.update(
-            {"_make_ticket_backend": _without_backend, "__module__": cls.__module__}
-        ),
-    )
-    return view(config=config)
-
-
 def load_site(config_file, username=None, timeout=5.0):
     """A :class:`Site` for ``config_file``; ConfigNotLoaded when the hub could not use it either."""
     config = load_config(config_file)
@@ -116,7 +94,9 @@ def load_site(config_file, username=None, timeout=5.0):
             ' ("kerberos-pam" or "kerberos-ldap")'
         )
     try:
-        authenticator = build_authenticator(cls, config)
+        # The constructor starts nothing (no backend, directory or task): the
+        # hub's start() does, and check_startup runs it on an instance of its own.
+        authenticator = cls(config=config)
     except Exception as e:
         raise ConfigNotLoaded(f"{cls.__name__} refuses this configuration: {e}") from None
     if username is not None:
@@ -157,28 +137,23 @@ def check_startup(site):
     if not os.path.isdir(site.authenticator.ccache_dir):
         private = tempfile.mkdtemp(prefix="kerbauth-doctor-")
         config[site.authenticator_class.__name__].ccache_dir = os.path.join(private, "cc")
-    instance = None
     try:
         instance = site.authenticator_class(config=config)
-        start = getattr(instance, "start", None)
-        if start is not None:
-            start()
+        instance.start()
     except Exception as e:
         return (PROBLEM, f"the hub would refuse to start: {e}", "fix the option the message names")
+    else:
+        _close(instance)
     finally:
-        if instance is not None:
-            _close(instance)
         if private:
             shutil.rmtree(private, ignore_errors=True)
     return (OK, "the hub's start-up checks of these options pass", "")
 
 
 def _close(instance):
-    """Stop what a started instance made: the backend's workers, the ticket threads."""
-    state = vars(instance)  # what exists; looking through the properties would make it
-    backend = state.get("_backend", state.get("ticket_backend"))
-    if hasattr(backend, "close"):
-        backend.close()
-    executor = state.get("_executor", state.get("_ticket_executor"))
-    if executor is not None:
-        executor.shutdown(wait=False)
+    """Stop what a started instance made: the backend's workers, the directory, the threads."""
+    if hasattr(instance.ticket_backend, "close"):
+        instance.ticket_backend.close()
+    if instance.cache_dir is not None:
+        instance.cache_dir.close()
+    instance._ticket_executor.shutdown(wait=False)
