@@ -1,11 +1,16 @@
 """KerberosLDAPAuthenticator's options: their help, and the rules checked when config loads."""
 
+import ast
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from jupyterhub.auth import Authenticator
 from traitlets.config import Config
 
+import kerbauth
 from kerbauth import KerberosLDAPAuthenticator, KerberosTickets
 from kerbauth.core.errors import ConfigError
 
@@ -300,3 +305,54 @@ def test_normalize_username_is_a_fixed_point(base, username_map):
         once = authenticator.normalize_username(typed)
         assert authenticator.normalize_username(once) == once, typed
     assert authenticator.normalize_username("CORP\\Alice") == username_map.get("alice", "alice")
+
+
+# --- what the LDAP modules load ---------------------------------------------------------
+
+LOADED = """
+import sys
+before = set(sys.modules)
+for name in sys.argv[1:]:
+    __import__(name)
+print("\\n".join(sorted({m.partition(".")[0] for m in set(sys.modules) - before})))
+"""
+
+
+def top_level_loaded_by(*modules):
+    """The top-level packages importing ``modules`` loads, in a fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", LOADED, *modules],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+PLAIN_LDAP_MODULES = [
+    f"kerbauth.auth.ldap.{name}"
+    for name in ("connection", "queries", "directory", "groups", "settings")
+]
+
+
+def test_the_plain_ldap_modules_load_no_framework_and_no_pam():
+    """What the doctor and the authenticator share runs without JupyterHub, tornado,
+    traitlets or PAM."""
+    loaded = top_level_loaded_by(*PLAIN_LDAP_MODULES)
+    assert "ldap3" in loaded
+    assert not loaded & {"jupyterhub", "tornado", "traitlets", "pamela", "sqlalchemy"}, loaded
+
+
+def test_the_ldap_login_adds_no_pam_and_the_pam_login_no_ldap():
+    """pamela comes with JupyterHub's own ``jupyterhub.auth`` (which imports it to offer
+    PAMAuthenticator), never through kerbauth's LDAP modules; ldap3 never with PAM."""
+    ldap_login = top_level_loaded_by("kerbauth.auth.ldap.authenticator")
+    assert "pamela" not in ldap_login - top_level_loaded_by("jupyterhub.auth")
+    for path in (Path(kerbauth.__file__).parent / "auth" / "ldap").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n.partition(".")[0] == "pamela" for n in names), path
+    assert "ldap3" not in top_level_loaded_by("kerbauth.auth.pam")
