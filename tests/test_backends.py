@@ -12,6 +12,7 @@ import grp
 import json
 import logging
 import os
+import re
 import resource
 import signal
 import socket
@@ -28,7 +29,7 @@ from kerbauth.core import tickets
 from kerbauth.core.backends.children import child_environment
 from kerbauth.core.backends.scratch import remove_stale_scratch
 from kerbauth.core.ccache import parse_ccache
-from kerbauth.core.errors import TicketError
+from kerbauth.core.errors import TicketError, cause_from_code
 from kerbauth.core.keytab import open_keytab
 from support.ports import free_port_block
 from support.realm import add_principal
@@ -218,6 +219,43 @@ def test_a_ticket_past_its_renewable_life_is_expired(backend_as, realm, user):
         backend.renew_ticket(data, 10, run_as=run_as)
     assert info.value.cause == "expired", str(info.value)
     assert own_scratch() == []
+
+
+# The MIT error codes kerbauth knows, by their names in krb5.h, and the cause each means.
+CODE_CAUSES = {
+    "KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN": "principal",
+    "KRB5_KT_NOTFOUND": "principal",
+    "KRB5_KT_KVNONOTFOUND": "principal",
+    "KRB5_KDC_UNREACH": "kdc_unreachable",
+    "KRB5_REALM_UNKNOWN": "kdc_unreachable",
+    "KRB5_REALM_CANT_RESOLVE": "kdc_unreachable",
+    "KRB5KRB_AP_ERR_SKEW": "clock_skew",
+    "KRB5_KDCREP_SKEW": "clock_skew",
+    "KRB5KDC_ERR_PREAUTH_FAILED": "password",
+    "KRB5_PREAUTH_FAILED": "password",
+    "KRB5KRB_AP_ERR_BAD_INTEGRITY": "password",
+    "KRB5KRB_AP_ERR_TKT_EXPIRED": "expired",
+    "KRB5_KT_BADNAME": "keytab",
+    "KRB5_KT_IOERR": "keytab",
+    "KRB5_KT_FORMAT": "keytab",
+    "KRB5_CONFIG_CANTOPEN": "config",
+    "KRB5_CONFIG_NODEFREALM": "config",
+    "KRB5KDC_ERR_BADOPTION": "other",  # "expired" only when renewing
+    "KRB5KDC_ERR_POLICY": "other",
+}
+
+
+def test_error_codes_are_those_of_the_installed_mit_krb5():
+    flags = subprocess.run(["krb5-config", "--cflags"], capture_output=True, text=True, check=True)
+    words = flags.stdout.split()
+    directories = [b for a, b in zip(words, words[1:], strict=False) if a == "-isystem"]
+    directories += [w[2:] for w in words if w.startswith("-I")] + ["/usr/include"]
+    header = next(p for d in directories if (p := Path(d, "krb5", "krb5.h")).exists())
+    codes = dict(re.findall(r"#define (KRB5\w+)\s+\((-?\d+)L\)", header.read_text()))
+    for name, cause in CODE_CAUSES.items():
+        assert cause_from_code(int(codes[name])) == cause, name
+    assert cause_from_code(int(codes["KRB5KDC_ERR_BADOPTION"]), renewing=True) == "expired"
+    assert cause_from_code(None) == "other"
 
 
 GERMAN = {
