@@ -23,6 +23,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from kerbauth.core.address import parse_address
 from kerbauth.core.realm import krb5_conf_paths
 
 __all__ = ["KdcProbe", "probe_kdc", "parse_trace", "why_unanswered"]
@@ -153,13 +154,15 @@ def probe_kdc(
 
 def why_unanswered(address, transport, timeout):
     """Why ``address`` ("host:port", "[v6]:port") gave no answer over ``transport``, in words."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    if transport not in ("tcp", "udp") or not port.isdigit():
+    try:
+        kdc = parse_address(address, 0)
+    except ValueError:
+        kdc = None
+    if transport not in ("tcp", "udp") or kdc is None or not kdc.port:
         return "no answer"
     kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
     try:
-        family, kind, proto, _, where = socket.getaddrinfo(host, int(port), type=kind)[0]
+        family, kind, proto, _, where = socket.getaddrinfo(kdc.host, kdc.port, type=kind)[0]
         with socket.socket(family, kind, proto) as s:
             s.settimeout(timeout)
             s.connect(where)
