@@ -200,6 +200,29 @@ def test_kdc_stopped_is_the_failing_line(site_dir, local_user):
     assert {lines[n][0] for n in ("config", "krb5.conf", "ccache_dir", "keytab")} == {"ok"}
 
 
+@pytest.mark.parametrize("backend", ["krb5", "kinit"])
+def test_one_kdc_down_of_two_is_named(realm, site_dir, local_user, dead_server, backend):
+    """The library moves on to the next KDC; the doctor says which one did not answer."""
+    _, dead_port = dead_server
+    kdc = f"127.0.0.1:{realm.portbase}"
+    with open(realm.env["KRB5_CONFIG"]) as f:
+        text = f.read().replace(f"kdc = {kdc}", f"kdc = 127.0.0.1:{dead_port}\n\t\tkdc = {kdc}")
+    env = krb5_env(realm)
+    env["KRB5_CONFIG"] = os.path.join(site_dir, "krb5.conf")
+    with open(env["KRB5_CONFIG"], "w") as f:
+        f.write(text)
+    os.chmod(env["KRB5_CONFIG"], 0o644)
+    config, _ = kerberos_site(realm, site_dir, local_user, backend=backend)
+    code, lines, output = run_doctor(config, env, "--user", local_user)
+    assert code == 1, output
+    assert lines["kdc"][1] == (
+        f"problem kdc         KDC of {realm.realm} not answering: 127.0.0.1:{dead_port}"
+        f" (tcp: connection refused); {kdc}/tcp answers"
+        "  hint: start the KDC (krb5kdc), open the firewall to it, or fix kdc = in krb5.conf"
+    )
+    assert lines["ticket"][0] == "ok", output
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
