@@ -6,8 +6,11 @@ directly with the environment to read.
 """
 
 import pytest
+from traitlets.config import Config
 
 from kerbauth.core import realm as krb5_realm
+from kerbauth.core.errors import ConfigError
+from kerbauth.hub.tickets import KerberosTickets
 
 both_readers = pytest.mark.parametrize("reader", ["libkrb5", "fallback"])
 
@@ -91,3 +94,32 @@ def test_krb5_config_names_the_files(monkeypatch):
     assert krb5_realm.krb5_conf_paths() == ["/a.conf", "/b.conf"]
     monkeypatch.delenv("KRB5_CONFIG")
     assert krb5_realm.krb5_conf_paths() == ["/etc/krb5.conf"]
+
+
+# --- the hub: its realm default and its refusal -----------------------------------------
+
+
+def hub_options(tmp_path):
+    return Config({"KerberosTickets": {"keytab_template": str(tmp_path / "{username}.keytab")}})
+
+
+def test_the_hub_takes_its_realm_from_an_includedir_file(tmp_path, monkeypatch):
+    """Debian and RHEL: a host whose default_realm is in /etc/krb5.conf.d/ starts."""
+    confd = tmp_path / "krb5.conf.d"
+    confd.mkdir()
+    write(confd / "realm", "[libdefaults]\n  default_realm = CONFD.TEST\n")
+    main = write(tmp_path / "krb5.conf", f"includedir {confd}\n{MAIN}")
+    monkeypatch.setenv("KRB5_CONFIG", str(main))
+    tickets = KerberosTickets(config=hub_options(tmp_path))
+    tickets.check_config()
+    assert tickets.realm == "CONFD.TEST"
+
+
+def test_the_hub_refuses_to_start_without_a_realm(tmp_path, monkeypatch):
+    monkeypatch.setenv("KRB5_CONFIG", str(write(tmp_path / "krb5.conf", MAIN)))
+    tickets = KerberosTickets(config=hub_options(tmp_path))
+    with pytest.raises(ConfigError) as refused:
+        tickets.check_config()
+    assert str(refused.value) == (
+        "KerberosTickets.realm is not set and krb5.conf names no default_realm"
+    )

@@ -12,14 +12,12 @@ from kerbauth.core.ccache import parse_ccache
 from kerbauth.core.errors import TicketError, keytab_refused
 from kerbauth.core.keytab import open_keytab
 from kerbauth.core.names import check_username
-from kerbauth.core.realm import default_realm  # its home is kerbauth.core.realm
 
 __all__ = [
     "build_principal",
     "keytab_path",
     "ccache_name",
     "ccache_path",
-    "default_realm",
     "make_backend",
     "password_ticket",
     "keytab_ticket_bytes",

@@ -8,6 +8,7 @@ ticket (krb5.conf, DNS, KDC proxies, every address of a host).
 
 import os
 import stat
+import time
 
 from kerbauth.core import kdc_probe
 from kerbauth.core import realm as krb5_realm
@@ -91,11 +92,16 @@ def check_kdc(site):
 
 
 def _unanswered(probe, timeout):
-    """``host:port (tcp: why; udp: why), ...`` of each KDC the library asked, never answered."""
+    """``host:port (tcp: why; udp: why), ...`` of each KDC the library asked, never answered.
+
+    Finding out why takes ``timeout`` at most, for all of them together.
+    """
+    deadline = time.monotonic() + timeout
     heard = {address for address, _ in probe.answered}
     reasons = {}
     for address, transport in probe.tried:
         if address not in heard:
-            why = kdc_probe.why_unanswered(address, transport, timeout)
+            left = deadline - time.monotonic()
+            why = kdc_probe.why_unanswered(address, transport, left) if left > 0.05 else "no answer"
             reasons.setdefault(address, []).append(f"{transport}: {why}")
     return ", ".join(f"{address} ({'; '.join(why)})" for address, why in reasons.items())
