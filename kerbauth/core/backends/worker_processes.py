@@ -198,11 +198,10 @@ class ForkedWorker(WorkerChannel):
     def close(self):
         with contextlib.suppress(OSError):
             self.to_worker.close()
-        if not self._exited(5):
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            self._exited(5)
-        self._close()
+        if self._exited(5):
+            self._close()
+        else:
+            self.kill()
 
     def _close(self):
         with contextlib.suppress(OSError):
