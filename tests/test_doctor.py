@@ -223,6 +223,32 @@ def test_one_kdc_down_of_two_is_named(realm, site_dir, local_user, dead_server, 
     assert lines["ticket"][0] == "ok", output
 
 
+def test_password_tickets_ask_the_kdc_about_the_user(realm, site_dir, local_user):
+    """No keytab to try: the kdc line says whether the KDC knows the user's principal."""
+    config, _ = kerberos_site(
+        realm,
+        site_dir,
+        local_user,
+        keytab_template="",
+        password_tickets=True,
+        Authenticator__enable_auth_state=True,
+    )
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", local_user)
+    assert code == 0, output
+    assert lines["kdc"][1] == (
+        f"ok      kdc         KDC of {realm.realm} answers at 127.0.0.1:{realm.portbase}/tcp"
+        f" and knows {local_user}@{realm.realm}"
+    )
+    stranger = f"kbdoc-nokrb-{secrets.token_hex(3)}"
+    code, lines, output = run_doctor(config, krb5_env(realm), "--user", stranger)
+    assert code == 1, output
+    assert lines["kdc"][1] == (
+        f"problem kdc         KDC of {realm.realm} answers at 127.0.0.1:{realm.portbase}/tcp,"
+        f" but knows no {stranger}@{realm.realm}  hint: create it (kadmin: addprinc"
+        f" {stranger}@{realm.realm}), or fix KerberosTickets.principal_template"
+    )
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [

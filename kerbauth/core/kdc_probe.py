@@ -64,6 +64,7 @@ class KdcProbe:
 
     realm: str
     principal: str
+    backend: str = "krb5"  # the one that asked: "krb5" or "kinit"
     tried: tuple = ()  # ((address, transport), ...) in the order tried, once each
     answered: tuple = ()  # the ones of ``tried`` that sent an answer
     errors: tuple = ()  # the RFC 4120 error codes the KDCs answered with
@@ -149,7 +150,7 @@ def probe_kdc(
             message = text
             if 0 <= int(code) - KDC_ERROR_BASE < 128 and not errors:
                 errors = (int(code) - KDC_ERROR_BASE,)
-    return KdcProbe(realm, principal, tried, answered, errors, traced, message, timed_out)
+    return KdcProbe(realm, principal, backend, tried, answered, errors, traced, message, timed_out)
 
 
 def why_unanswered(address, transport, timeout):

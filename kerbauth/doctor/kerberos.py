@@ -10,8 +10,9 @@ import os
 import stat
 import time
 
-from kerbauth.core import kdc_probe
+from kerbauth.core import kdc_probe, tickets
 from kerbauth.core import realm as krb5_realm
+from kerbauth.core.names import InvalidUsername
 from kerbauth.doctor.config import ticket_backend_name
 from kerbauth.doctor.outcome import OK, PROBLEM, Skip
 
@@ -88,7 +89,33 @@ def check_kdc(site):
         # One KDC down of several: tickets still come, late; the line names it.
         also = f"; {at} answers" if at else ""
         return (PROBLEM, f"KDC of {a.realm} not answering: {silent}{also}", _KDC_HINT)
-    return (OK, f"KDC of {a.realm} answers at {at}", "")
+    principal = _password_principal(site)
+    if principal is None:
+        return (OK, f"KDC of {a.realm} answers at {at}", "")
+    # Password tickets: no keytab to try, so ask the KDC whether it knows the user.
+    user = kdc_probe.probe_kdc(
+        a.realm, principal, backend=probe.backend, kinit_path=a.kinit_path, timeout=site.timeout
+    )
+    if user.known is False:
+        return (
+            PROBLEM,
+            f"KDC of {a.realm} answers at {at}, but knows no {principal}",
+            f"create it (kadmin: addprinc {principal}), or fix KerberosTickets.principal_template",
+        )
+    if user.known is None:
+        return (PROBLEM, f"KDC of {a.realm} did not answer for {principal}: {user.message}", "")
+    return (OK, f"KDC of {a.realm} answers at {at} and knows {principal}", "")
+
+
+def _password_principal(site):
+    """The principal of ``--user`` when tickets come from passwords, else None."""
+    a = site.authenticator
+    if site.username is None or not a.password_tickets:
+        return None
+    try:
+        return tickets.build_principal(a.principal_template, site.username, a.realm)
+    except InvalidUsername:
+        return None  # the account line says what is wrong with the name
 
 
 def _unanswered(probe, timeout):
