@@ -5,12 +5,12 @@ which answered from the library's trace.
 """
 
 import os
+import socket
 import time
 
 import pytest
 
 from kerbauth.core.kdc_probe import parse_trace, probe_kdc, why_unanswered
-from support.realm import start_realm
 
 BACKENDS = pytest.mark.parametrize("backend", ["krb5", "kinit"])
 
@@ -53,22 +53,19 @@ def test_a_kdc_of_another_realm_does_not_know_its_krbtgt(realm, backend, tmp_pat
 
 
 @BACKENDS
-def test_a_stopped_kdc_is_reported_quickly_with_the_reason(backend):
-    k5 = start_realm()
-    try:
-        k5.stop_kdc()
-        started = time.monotonic()
-        probe = probe_kdc(k5.realm, backend=backend, timeout=10, environ=environ(k5))
-        took = time.monotonic() - started
-        kdc = f"127.0.0.1:{k5.portbase}"
-        reasons = [why_unanswered(*tried, timeout=2) for tried in probe.tried]
-    finally:
-        k5.stop()
+def test_a_stopped_kdc_is_reported_quickly_with_the_reason(private_realm, backend):
+    k5 = private_realm
+    k5.stop_kdc()
+    started = time.monotonic()
+    probe = probe_kdc(k5.realm, backend=backend, timeout=10, environ=environ(k5))
+    took = time.monotonic() - started
+    kdc = f"127.0.0.1:{k5.portbase}"
     assert took < 3, took  # refused at once, not the timeout
     assert probe.traced and not probe.timed_out
     assert probe.tried == ((kdc, "tcp"), (kdc, "udp"))
     assert probe.answered == () and probe.known is None
     assert "Cannot contact any KDC" in probe.message
+    reasons = [why_unanswered(*tried, timeout=2) for tried in probe.tried]
     assert reasons == ["connection refused", "connection refused"]
 
 
@@ -91,12 +88,20 @@ def test_a_hung_kdc_costs_the_timeout_and_no_more(dead_udp_kdc):
 
 @pytest.fixture
 def dead_udp_kdc(tmp_path):
-    """A UDP socket that reads requests and never answers, as the only KDC of HUNG.TEST."""
-    import socket
+    """A UDP socket that takes requests and never answers, as the only KDC of HUNG.TEST.
 
+    The same TCP port is bound and not listening: connections to it are refused.
+    """
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
+    tcp = socket.socket()
+    try:
+        tcp.bind(("127.0.0.1", port))
+    except OSError:
+        tcp.close()
+        s.close()
+        raise
     config = tmp_path / "krb5.conf"
     config.write_text(
         "[libdefaults]\n  dns_lookup_kdc = false\n"
@@ -105,6 +110,7 @@ def dead_udp_kdc(tmp_path):
     try:
         yield str(config), f"127.0.0.1:{port}"
     finally:
+        tcp.close()
         s.close()
 
 
