@@ -258,6 +258,23 @@ def test_error_codes_are_those_of_the_installed_mit_krb5():
     assert cause_from_code(None) == "other"
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_password_beyond_ascii_works_under_lc_all_c(name, realm, user, monkeypatch):
+    # The children run under LC_ALL=C: the password's UTF-8 bytes still reach the KDC as they are.
+    monkeypatch.setenv("KRB5_CONFIG", realm.env["KRB5_CONFIG"])
+    principal = f"{user.name}@{realm.realm}"
+    password = "Grüße-Kennwort-7-ÄÖÜ"
+    realm.addprinc(principal)
+    # On stdin: kadmin.local's -q parser does not keep such a password intact.
+    realm.run([realm.kadmin_local, "-q", f"cpw {principal}"], input=f"{password}\n{password}\n")
+    backend = tickets.make_backend(name, max_workers=1)
+    try:
+        data = backend.password_ticket(principal, password, 0, 10, run_as=(user.uid, user.gid))
+    finally:
+        backend.close()
+    assert parse_ccache(data).principal == principal
+
+
 GERMAN = {
     "LANG": "de_DE.UTF-8",
     "LC_ALL": "de_DE.UTF-8",
