@@ -20,8 +20,9 @@ library reads as ``FILE:/proc/self/fd/N``. The worker makes itself
 non-dumpable, so other processes of its uid cannot trace it, read its memory
 or open its descriptors while it holds a key or a ticket.
 
-Only the standard library and ``krb5`` are imported here (kerbauth's own
-package, which the ``-m`` start imports first, is kept light for that).
+Only the standard library, ``krb5`` and the cache size cap of
+:mod:`kerbauth.core.ccache` are imported here (kerbauth's own package, which
+the ``-m`` start imports first, is kept light for that).
 """
 
 import base64
@@ -38,7 +39,8 @@ import traceback
 
 import krb5
 
-MAX_CACHE_BYTES = 4 * 1024 * 1024
+from kerbauth.core.ccache import MAX_CCACHE_BYTES as MAX_CACHE_BYTES
+
 _PR_SET_DUMPABLE = 4
 _PR_SET_NAME = 15
 # The process name (``comm``, what ``ps`` and ``pgrep`` show) of a worker.
