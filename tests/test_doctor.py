@@ -223,6 +223,17 @@ def test_one_kdc_down_of_two_is_named(realm, site_dir, local_user, dead_server, 
     assert lines["ticket"][0] == "ok", output
 
 
+def test_a_kinit_path_that_cannot_be_run(realm, site_dir, local_user):
+    kinit = os.path.join(site_dir, "no-kinit")
+    config, _ = kerberos_site(realm, site_dir, local_user, backend="kinit", kinit_path=kinit)
+    code, lines, output = run_doctor(config, krb5_env(realm))
+    assert code == 1, output
+    assert lines["kdc"][1] == (
+        "problem kdc         the kinit backend cannot be run: [Errno 2] No such file or"
+        f" directory: {kinit!r}  hint: fix KerberosTickets.kinit_path"
+    )
+
+
 def test_password_tickets_ask_the_kdc_about_the_user(realm, site_dir, local_user):
     """No keytab to try: the kdc line says whether the KDC knows the user's principal."""
     config, _ = kerberos_site(

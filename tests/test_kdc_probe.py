@@ -114,6 +114,11 @@ def dead_udp_kdc(tmp_path):
         s.close()
 
 
+def test_a_kinit_that_cannot_be_run_is_an_oserror(realm, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no-kinit"):
+        probe_kdc(realm.realm, backend="kinit", kinit_path=str(tmp_path / "no-kinit"))
+
+
 def test_parse_trace_reads_what_the_library_did():
     trace = (
         "[7] 1.000001: Sending request (186 bytes) to X.TEST\n"

@@ -105,7 +105,8 @@ def probe_kdc(
 
     ``principal`` (default ``krbtgt/REALM@REALM``) is the client the AS
     request names; ``environ`` (default ``os.environ``) gives ``KRB5_CONFIG``.
-    Waits at most about ``timeout`` seconds.
+    Waits at most about ``timeout`` seconds. Raises OSError when the
+    backend's program cannot be started.
     """
     principal = principal or f"krbtgt/{realm}@{realm}"
     if backend == "krb5":

@@ -63,9 +63,17 @@ def check_kdc(site):
     a = site.authenticator
     if site.facts.get("krb5_conf") is None or not a.realm:
         raise Skip("needs a readable krb5.conf and a realm")
-    probe = kdc_probe.probe_kdc(
-        a.realm, backend=ticket_backend_name(a), kinit_path=a.kinit_path, timeout=site.timeout
-    )
+    backend = ticket_backend_name(a)
+    try:
+        probe = kdc_probe.probe_kdc(
+            a.realm, backend=backend, kinit_path=a.kinit_path, timeout=site.timeout
+        )
+    except OSError as e:
+        return (
+            PROBLEM,
+            f"the {backend} backend cannot be run: {e}",
+            "fix KerberosTickets.kinit_path" if backend == "kinit" else "",
+        )
     if not probe.traced:
         raise Skip(
             f"the backend wrote no trace of its requests (not MIT Kerberos?): {probe.message}"
