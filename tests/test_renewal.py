@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -290,3 +291,21 @@ async def test_a_cache_holding_another_principal_is_due_whatever_the_record_says
     r = renewer([target], executor, Clock(1001))
     assert await r.sweep() == 1
     assert calls == [1]
+
+
+async def test_stop_ends_renewal_even_just_after_a_wake(executor):
+    """A spawn wakes the renewer and the hub stops it at once: on Python 3.11 the
+    wait's cancellation is lost when the wake lands first; the loop still ends."""
+    r = renewer([], executor, Clock(0))
+    task = r.start()
+    deadline = time.monotonic() + 10
+    while not r._wake._waiters:  # the loop waits for its next look
+        assert time.monotonic() < deadline, "the renewer never waited"
+        await asyncio.sleep(0.01)
+    r.wake()
+    stopping = asyncio.ensure_future(r.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    ended = task.done()
+    task.cancel()  # a second cancel ends a loop that lost the first
+    await stopping
+    assert done == {stopping} and ended, "the renewer kept running after stop()"

@@ -93,6 +93,7 @@ class Renewer:
         self._streaks = {}
         self._task = None
         self._wake = None
+        self._stopping = False
         self.next_due = None  # the earliest due time seen at the last sweep
 
     def is_due(self, times, now):
@@ -199,11 +200,13 @@ class Renewer:
         """Start sweeping on the running event loop."""
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run())
         return self._task
 
     async def stop(self):
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             try:
                 await self._task
@@ -212,16 +215,19 @@ class Renewer:
             self._task = None
 
     async def _run(self):
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.sweep()
             except Exception:  # noqa: BLE001 - one bad sweep must not end renewal for good
                 self.log.exception("kerbauth: ticket renewal sweep failed")
+            # asyncio.wait, not wait_for: Python 3.11's wait_for loses a cancellation
+            # that comes just after a wake, and the loop would never end.
+            woken = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), self.next_wait())
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({woken}, timeout=self.next_wait())
+            finally:
+                woken.cancel()
 
 
 def _inspect_all(targets):
