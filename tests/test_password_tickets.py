@@ -148,3 +148,36 @@ def test_password_tickets_need_auth_state(krb5_env, ccache_dir):
     authenticator = PasswordTicketsAuthenticator(config=c)
     with pytest.raises(ConfigError, match="requires Authenticator.enable_auth_state"):
         authenticator.start()
+
+
+async def test_password_tickets_with_the_kinit_backend(krb5_env, ccache_dir):
+    """No pykrb5 needed: kinit gets the password on stdin and renews with ``kinit -R``."""
+    c = Config()
+    c.KerberosTickets.password_tickets = True
+    c.KerberosTickets.backend = "kinit"
+    c.KerberosTickets.ccache_dir = ccache_dir
+    c.Authenticator.enable_auth_state = True
+    authenticator = PasswordTicketsAuthenticator(config=c)
+    authenticator.start()
+    assert authenticator.ticket_backend.name == "kinit"
+    add_password_principal(krb5_env, "nobody")
+    authenticated = await authenticator.get_authenticated_user(
+        None, {"username": "nobody", "password": PASSWORD}
+    )
+    login = parse_ccache(base64.b64decode(authenticated["auth_state"][AUTH_STATE_KEY]))
+    assert login.renew_till > login.end, "a renewable ticket"
+    user = User(name="nobody", auth_state=authenticated["auth_state"], spawners={})
+    spawner = SimpleNamespace(environment={})
+    await authenticator.pre_spawn_start(user, spawner)
+    cache = spawner.environment["KRB5CCNAME"].removeprefix("FILE:")
+    assert read_ccache(cache).principal == login.principal
+    before = open(cache, "rb").read()
+    times = authenticator._renew_password_ticket_sync(user)  # what a renewal sweep runs
+    renewed = read_ccache(cache)
+    assert open(cache, "rb").read() != before, "kinit -R wrote a renewed ticket"
+    assert (renewed.principal, renewed.renew_till) == (login.principal, login.renew_till)
+    assert (times.start, times.end) == (renewed.start, renewed.end) and renewed.end >= login.end
+    assert pwd.getpwnam("nobody").pw_uid == os.lstat(cache).st_uid
+    await authenticator.post_spawn_stop(user, spawner)
+    await authenticator.renewer.stop()
+    assert not os.path.exists(cache)

@@ -125,7 +125,7 @@ class TicketService:
         remove_stale_scratch(log=self.log)
         try:
             backend = tickets.make_backend(
-                "krb5" if self.password_tickets else self.backend,
+                self.backend,
                 self.kinit_path,
                 max_workers=self.ticket_concurrency,
             )
@@ -157,7 +157,7 @@ class TicketService:
                 self.log.warning("kerbauth: warming the backend failed: %s", future.exception())
             else:
                 self.log.info(
-                    "kerbauth: the %s backend is ready (%.2f s)",
+                    "kerbauth: the %s backend warmed up in %.2f s",
                     self._backend.name,
                     time.monotonic() - started,
                 )

@@ -188,9 +188,13 @@ class KerberosTickets(
         until its renew-until time. After that, the user is asked to log in
         again; their running server keeps running and gets the new ticket.
         Needs ``c.Authenticator.enable_auth_state = True`` (and
-        ``JUPYTERHUB_CRYPT_KEY``) and the ``krb5`` backend. Example: ``True``.
+        ``JUPYTERHUB_CRYPT_KEY``). Either backend works: ``kinit`` reads the
+        password on its standard input and renews with ``kinit -R``.
+        Example: ``True``.
 
         .. versionadded:: 0.1
+        .. versionchanged:: 0.2
+           Works with the ``kinit`` backend too (it needed ``krb5``).
         """,
     )
 
@@ -373,10 +377,6 @@ class KerberosTickets(
                 raise ConfigError(
                     "KerberosTickets.password_tickets requires"
                     " Authenticator.enable_auth_state = True (and JUPYTERHUB_CRYPT_KEY)"
-                )
-            if self.backend == "kinit":
-                raise ConfigError(
-                    'KerberosTickets.password_tickets requires KerberosTickets.backend = "krb5"'
                 )
         elif not self.keytab_template:
             if self.required:
