@@ -4,14 +4,17 @@ import logging
 import os
 import pwd
 import stat
+import subprocess
 from types import SimpleNamespace
 
 import pytest
+from prometheus_client import REGISTRY
 from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
 from kerbauth.core.errors import TicketError
+from support.dirs import small_tmpfs
 from support.realm import add_principal, klist
 
 USER = "nobody"  # a local account every Debian machine has
@@ -147,3 +150,40 @@ async def test_renewal_sweeps_the_running_servers_caches(setup, account):
     st = os.lstat(path)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (account.pw_uid, 0o600)
     await authenticator.renewer.stop()
+
+
+async def test_an_oserror_renewing_is_a_ccache_error_and_the_old_ticket_stays(
+    setup, account, caplog
+):
+    """A raw OSError on the way (the cache directory's file system gone read-only) is a
+    TicketError("ccache"): logged with its cause, counted, retried; nothing is lost."""
+    make_keytab(setup, account)
+    directory = setup.config.KerberosTickets.ccache_dir
+    with small_tmpfs(directory):
+        authenticator = KerberosPAMAuthenticator(config=setup.config)
+        server = Spawner(environment={}, active=True)
+        user = SimpleNamespace(name=USER, spawners={"": server})
+        authenticator._running_users = lambda: [user]
+        await authenticator.pre_spawn_start(user, server)
+        await authenticator.renewer.stop()  # the test sweeps by hand
+        path = server.environment["KRB5CCNAME"].removeprefix("FILE:")
+        before, issued = open(path, "rb").read(), authenticator._issued[USER]
+        failures = ("kerbauth_ticket_failures_total", {"cause": "ccache", "purpose": "renewal"})
+        counted = REGISTRY.get_sample_value(*failures) or 0
+        authenticator.renewer.clock = lambda: 2**31  # long after its half life: due
+        subprocess.run(["mount", "-o", "remount,ro", directory], check=True)
+        try:
+            assert await authenticator.renewer.sweep() == 1
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", directory], check=True)
+        assert open(path, "rb").read() == before, "the old ticket is kept"
+        assert authenticator._issued[USER] is issued, "the record still says what the cache holds"
+        assert authenticator.renewer._streaks[USER].failures == 1, "retried with backoff"
+        assert REGISTRY.get_sample_value(*failures) == counted + 1
+        assert f"renewal for {USER} failed (ccache)" in caplog.text
+        assert "Read-only file system" in caplog.text
+        assert sorted(os.listdir(directory)) == [f"krb5cc_{USER}"], "no temporary file left"
+        server.active = False
+        await authenticator.post_spawn_stop(user, server)
+        assert os.listdir(directory) == []
+        authenticator.ticket_backend.close()
