@@ -226,12 +226,14 @@ class TicketService:
         An OSError on the way (a full disk, a read-only file system) becomes a
         TicketError with its cause, like every other failure.
         """
-        started, outcome = time.monotonic(), "ok"
+        started, outcome = time.monotonic(), "other"
         try:
             try:
-                return work()
+                result = work()
             except OSError as e:
                 raise TicketError("ccache", f"{purpose}: {e}") from None
+            outcome = "ok"
+            return result
         except TicketError as e:
             outcome = e.cause
             metrics.TICKET_FAILURES.labels(e.cause, purpose).inc()
