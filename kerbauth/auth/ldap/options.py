@@ -393,10 +393,15 @@ class LDAPOptions(LoggingConfigurable):
 
     @observe(All)
     def _option_changed(self, change):
-        self._settings = None  # built again, from the new value, when next asked for
+        if change["name"] in _OWN_OPTIONS:
+            self._settings = None  # built again, from the new value, when next asked for
 
     def _ldap_settings(self):
         """``(Directory, UserQuery)`` built from the current options (kept until one changes)."""
         if self._settings is None:
             self._settings = settings.build(self)
         return self._settings
+
+
+# The LDAP options, all of which the settings are built from.
+_OWN_OPTIONS = frozenset(LDAPOptions.class_own_traits())
