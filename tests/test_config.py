@@ -96,7 +96,10 @@ def test_the_constructor_starts_nothing(base_config, caplog):
     authenticator.start()
     assert os.path.isdir(base_config.KerberosTickets.ccache_dir)
     assert authenticator.ticket_backend.name == "krb5"
-    authenticator.ticket_backend.close()
+    executor, backend, closed = authenticator._ticket_executor, authenticator.ticket_backend, []
+    backend.close = lambda close=backend.close: (closed.append(backend), close())
+    authenticator.close()  # what start() made is stopped again
+    assert closed == [backend] and executor._shutdown and authenticator._executor is None
 
 
 # (label, options, exact message); refused when the option is set (config load)

@@ -68,6 +68,20 @@ class TicketService:
         self._start_renewal()
         return self
 
+    def close(self):
+        """Undo :meth:`start`: stop renewal, the backend's processes and the ticket
+        threads. For code that made the instance itself (``kerbauth doctor``, tests); a
+        later use starts it again."""
+        if self._renewer is not None and self._renewer._task is not None:
+            self._renewer._task.cancel()
+        self._renewer = None
+        if self._backend not in (None, _UNSET) and hasattr(self._backend, "close"):
+            self._backend.close()
+        self._backend = _UNSET
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        self._executor = None
+
     @property
     def ticket_backend(self):
         """The backend tickets are requested through (None without a keytab_template)."""
