@@ -132,9 +132,9 @@ class LDAPOptions(LoggingConfigurable):
         more, or announces an answer that would be more, counts as failed and
         the next one is asked: a hostile or broken server cannot grow the
         hub's memory. A group search answer is about 100-200 bytes a group,
-        so the default (4 MiB) holds thousands of groups many times over; at
-        least 65536 (a bind answer with a referral or a single entry can take
-        kilobytes). Example: ``16777216``.
+        so the default holds thousands of groups many times over. At least
+        65536: a bind answer with a referral or a single entry can take
+        kilobytes. Example: ``16777216``.
 
         .. versionadded:: 0.2
         """,
