@@ -388,5 +388,6 @@ def test_the_options_reach_the_limiter_and_have_full_help():
     assert set(own) == {name for name in own if name.startswith("login_")} and len(own) == 6
     for name, trait in own.items():
         # The default is printed by autodoc-traits and --help-all, not repeated in the help.
-        assert "Default" not in trait.help and "Example" in trait.help, name
+        assert "Default" not in trait.help and "(the default)" not in trait.help, name
+        assert "Example" in trait.help, name
         assert "versionadded:: 0.2" in trait.help, name
