@@ -106,8 +106,6 @@ def load_site(config_file, username=None, timeout=5.0):
 
 def ticket_backend_name(authenticator):
     """The backend the hub would use: "krb5" or "kinit"."""
-    if authenticator.password_tickets:
-        return "krb5"
     return authenticator.backend or ("krb5" if krb5_available() else "kinit")
 
 
@@ -143,17 +141,8 @@ def check_startup(site):
     except Exception as e:
         return (PROBLEM, f"the hub would refuse to start: {e}", "fix the option the message names")
     else:
-        _close(instance)
+        instance.close()
     finally:
         if private:
             shutil.rmtree(private, ignore_errors=True)
     return (OK, "the hub's start-up checks of these options pass", "")
-
-
-def _close(instance):
-    """Stop what a started instance made: the backend's workers, the directory, the threads."""
-    if hasattr(instance.ticket_backend, "close"):
-        instance.ticket_backend.close()
-    if instance.cache_dir is not None:
-        instance.cache_dir.close()
-    instance._ticket_executor.shutdown(wait=False)

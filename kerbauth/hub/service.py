@@ -78,6 +78,9 @@ class TicketService:
         if self._backend not in (None, _UNSET) and hasattr(self._backend, "close"):
             self._backend.close()
         self._backend = _UNSET
+        if self.cache_dir is not None:
+            self.cache_dir.close()
+        self.cache_dir = None
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         self._executor = None
