@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from kerbauth.core import ccache, tickets
-from kerbauth.core.backends.children import remove_stale_scratch
+from kerbauth.core.backends.scratch import remove_stale_scratch
 from kerbauth.core.errors import CcacheError, ConfigError, TicketError
 from kerbauth.core.names import InvalidUsername, log_safe
 from kerbauth.hub import metrics

@@ -26,7 +26,6 @@ import contextlib
 import fcntl
 import os
 
-from kerbauth.core.backends.scratch import remove_stale_scratch  # noqa: F401 (kerbauth.hub's import)
 from kerbauth.core.errors import TicketError
 
 __all__ = [
