@@ -161,20 +161,41 @@ def spawn_ticket_seconds(hub):
     return found.get("count", 0), found.get("sum", 0)
 
 
-def test_the_hub_warms_the_backend_at_start_so_the_first_ticket_costs_what_later_ones_do(
+def fork_servers_of(pid):
+    """The pids of the krb5 fork servers that process ``pid`` started, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if parent == pid and b"--fork-server" in argv:
+            found.append(int(entry))
+    return found
+
+
+def test_the_hub_warms_the_backend_at_start_so_the_first_spawn_finds_it_running(
     edge_hub, make_user, krb5_env
 ):
-    """Measured here: a cold first ticket 106-123 ms, a warm one 14-21 ms, later ones 5-20."""
+    """The krb5 fork server (what a first ticket used to wait for, 0.1-2 s) runs
+    before anyone spawns, and the first spawn's ticket comes from that one.
+
+    Asserted on the processes, not on a timing: the cost is measured in
+    benchmarks/backends.py (a cold first ticket 106-123 ms here, a warm one 14-21 ms).
+    """
     user = make_user(groups=("hub-users",))
     give_keytab(krb5_env, user)
     hub = edge_hub()
     wait_for(lambda: "backend warmed up in" in hub.log_text(), 30, "the backend was warmed")
+    warmed = fork_servers_of(hub.process.pid)
+    assert len(warmed) == 1, "the fork server runs before any spawn"
     assert hub.login(user.name, user.password).status_code == 302
     hub.start_server(user.name)
-    count, first = spawn_ticket_seconds(hub)
-    hub.stop_server(user.name)
-    hub.start_server(user.name)
-    count_after, total = spawn_ticket_seconds(hub)
-    later = total - first
-    assert (count, count_after) == (1, 2)
-    assert first <= max(3 * later, later + 0.05), (first, later)
+    count, _ = spawn_ticket_seconds(hub)
+    assert count == 1, "the spawn got its ticket"
+    assert fork_servers_of(hub.process.pid) == warmed, "from the fork server started at start-up"
