@@ -15,14 +15,22 @@ JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.p
 setup:
 	VENV=$(VENV) scripts/install-deps
 
-# Lint and docs first (quick), the whole suite in the venv, the hub tests on
-# JupyterHub 5.x, then the oldest versions pyproject.toml allows (tox.ini says
-# which tests).
+# Lint and docs first (quick); then the whole suite in the venv and, beside it,
+# the hub tests on JupyterHub 5.x followed by the oldest versions pyproject.toml
+# allows (tox.ini says which tests). The two streams run at once: most of a hub
+# test is waiting for a process, and the fixtures are made for parallel runs
+# (random ports and names, a lock around the shared groups). The side stream's
+# output is printed after the suite's, whole.
 test: setup
 	$(TOX) -e lint,docs
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
-	$(TOX) -e jh5 -- $(JH5_TESTS)
-	$(TOX) -e lowest
+	@log=$$(mktemp /tmp/make-test-side-XXXXXX); \
+	( $(TOX) -e jh5 -- $(JH5_TESTS) && $(TOX) -e lowest ) >$$log 2>&1 & side=$$!; \
+	trap 'kill $$side 2>/dev/null; rm -f $$log' INT TERM; \
+	$(VENV)/bin/pytest $(PYTEST_ARGS); suite=$$?; \
+	wait $$side; tox=$$?; \
+	echo "--- tox -e jh5, then tox -e lowest (run beside the suite) ---"; cat $$log; rm -f $$log; \
+	echo "suite: exit $$suite; jh5 and lowest: exit $$tox"; \
+	test $$suite -eq 0 && test $$tox -eq 0
 
 lint:
 	$(TOX) -e lint

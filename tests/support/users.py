@@ -8,6 +8,7 @@ change, the host's own PAM stack.
 """
 
 import contextlib
+import fcntl
 import grp
 import os
 import pwd
@@ -34,28 +35,68 @@ def _run(*argv, stdin=None):
     subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True)
 
 
+# The groups the examples name (hub-users, hub-admins) are shared by every test,
+# and by test runs that overlap on one host (the suite and tox's runs in
+# parallel): a group the tests make gets a gid in this range, and whoever finds
+# it without members at teardown removes it. A host's own group of that name
+# (another gid) is used and never removed.
+TEST_GIDS = range(61000, 62000)
+
+
+@contextlib.contextmanager
+def _groups_locked():
+    """Hold the tests' lock on the host's groups (an flock on /etc, machine-wide),
+    so one run never removes a group between another's check and its useradd."""
+    fd = os.open("/etc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _free_test_gid():
+    taken = {g.gr_gid for g in grp.getgrall()}
+    return next(gid for gid in TEST_GIDS if gid not in taken)
+
+
+def _remove_if_unused(group):
+    try:
+        entry = grp.getgrnam(group)
+    except KeyError:
+        return
+    primary = any(p.pw_gid == entry.gr_gid for p in pwd.getpwall())
+    if entry.gr_gid in TEST_GIDS and not entry.gr_mem and not primary:
+        subprocess.run(["groupdel", group], check=False, capture_output=True)
+
+
 @pytest.fixture
 def make_user():
     """``make_user(groups=())``: a new local account with a random password."""
-    made, groups_made = [], []
+    made, groups_used = [], set()
 
     def ensure_group(group):
-        """Make ``group`` if the host has none of that name (and remove it afterwards)."""
+        """Make ``group`` if the host has none of that name (removed when unused)."""
+        with _groups_locked():
+            _ensure_group(group)
+
+    def _ensure_group(group):
+        groups_used.add(group)
         try:
             grp.getgrnam(group)
         except KeyError:
-            _run("groupadd", group)
-            groups_made.append(group)
+            _run("groupadd", "--gid", str(_free_test_gid()), group)
 
     def factory(groups=()):
         name = f"{PREFIX}{secrets.token_hex(4)}"
         password = secrets.token_urlsafe(12)
-        for group in groups:
-            ensure_group(group)
         argv = ["useradd", "--create-home", "--shell", "/bin/sh", "--user-group"]
         if groups:
             argv += ["--groups", ",".join(groups)]
-        _run(*argv, name)
+        with _groups_locked():
+            for group in groups:
+                _ensure_group(group)
+            _run(*argv, name)
         made.append(name)
         _run("chpasswd", stdin=f"{name}:{password}\n")
         entry = pwd.getpwnam(name)
@@ -70,8 +111,9 @@ def make_user():
             subprocess.run(
                 ["userdel", "--remove", "--force", name], check=False, capture_output=True
             )
-        for group in groups_made:
-            subprocess.run(["groupdel", group], check=False, capture_output=True)
+        with _groups_locked():
+            for group in sorted(groups_used):
+                _remove_if_unused(group)
 
 
 @pytest.fixture
