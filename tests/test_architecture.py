@@ -24,6 +24,7 @@ import tomllib
 
 import kerbauth
 import kerbauth.core
+from support.imports import loaded_by, top_level
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "kerbauth"
@@ -40,33 +41,6 @@ CORE_LIBRARIES = {"krb5"}
 # an entry that is no longer needed (the module shrank or is gone) fails the test.
 LINE_BUDGET = 420
 OVER_BUDGET: dict[str, tuple[int, str]] = {}
-
-# Imports the modules, then prints what they loaded, one name a line. Only `sys`
-# (built in, loaded before anything) is imported first, so nothing is hidden.
-PROBE = """
-import sys
-before = set(sys.modules)
-for name in sys.argv[1:]:
-    __import__(name)
-print("\\n".join(sorted(set(sys.modules) - before)))
-"""
-
-
-def loaded_by(*names):
-    """The modules that importing ``names`` loads, in a fresh interpreter."""
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", PROBE, *names],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-    )
-    assert result.returncode == 0, result.stderr
-    return set(result.stdout.split())
-
-
-def top_level(names):
-    return {name.partition(".")[0] for name in names}
 
 
 def walk(package):

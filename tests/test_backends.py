@@ -352,6 +352,22 @@ def test_stale_keytab_is_a_key_the_kdc_refuses(backend_as, realm, user):
     assert info.value.cause == "password", str(info.value)
 
 
+def python_as(user, realm, code, *args):
+    """Run ``code`` in this venv's Python as ``user`` (a hub without root), in the realm."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        user=user.uid,
+        group=user.gid,
+        extra_groups=[],
+        cwd="/",
+        env={"PATH": os.environ["PATH"], "KRB5_CONFIG": realm.env["KRB5_CONFIG"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 def test_hub_without_root(name, realm, user):
     """run_as=None: the hub's own uid (here a real user running the backend itself)."""
@@ -370,18 +386,7 @@ except Exception as e:
     print(type(e).__name__, e.cause, e)
 getattr(backend, "close", lambda: None)()
 """
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        user=user.uid,
-        group=user.gid,
-        extra_groups=[],
-        cwd="/",
-        env={"PATH": os.environ["PATH"], "KRB5_CONFIG": realm.env["KRB5_CONFIG"]},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = python_as(user, realm, code)
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
     assert parse_ccache(base64.b64decode(first)).principal == principal
@@ -609,18 +614,7 @@ def test_warm_in_a_hub_without_root(name, realm, user):
     # krb5: one worker of the hub's own uid waits in the pool and serves the
     # first request; kinit: nothing to start.
     principal, keytab = keytab_for(realm, user)
-    out = subprocess.run(
-        [sys.executable, "-c", WARM_HUB, name, principal, keytab],
-        user=user.uid,
-        group=user.gid,
-        extra_groups=[],
-        cwd="/",
-        env={"PATH": os.environ["PATH"], "KRB5_CONFIG": realm.env["KRB5_CONFIG"]},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = python_as(user, realm, WARM_HUB, name, principal, keytab)
     assert out.returncode == 0, out.stderr
     warmed, served = json.loads(out.stdout)
     if name == "krb5":

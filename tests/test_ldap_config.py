@@ -2,8 +2,6 @@
 
 import ast
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from traitlets.config import Config
 import kerbauth
 from kerbauth import KerberosLDAPAuthenticator, KerberosTickets
 from kerbauth.core.errors import ConfigError
+from support.imports import loaded_by, top_level
 
 NAME = "KerberosLDAPAuthenticator"
 
@@ -309,28 +308,6 @@ def test_normalize_username_is_a_fixed_point(base, username_map):
 
 # --- what the LDAP modules load ---------------------------------------------------------
 
-LOADED = """
-import sys
-before = set(sys.modules)
-for name in sys.argv[1:]:
-    __import__(name)
-print("\\n".join(sorted({m.partition(".")[0] for m in set(sys.modules) - before})))
-"""
-
-
-def top_level_loaded_by(*modules):
-    """The top-level packages importing ``modules`` loads, in a fresh interpreter."""
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", LOADED, *modules],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-    )
-    assert result.returncode == 0, result.stderr
-    return set(result.stdout.split())
-
-
 PLAIN_LDAP_MODULES = [
     f"kerbauth.auth.ldap.{name}"
     for name in ("connection", "queries", "directory", "groups", "settings")
@@ -340,7 +317,7 @@ PLAIN_LDAP_MODULES = [
 def test_the_plain_ldap_modules_load_no_framework_and_no_pam():
     """What the doctor and the authenticator share runs without JupyterHub, tornado,
     traitlets or PAM."""
-    loaded = top_level_loaded_by(*PLAIN_LDAP_MODULES)
+    loaded = top_level(loaded_by(*PLAIN_LDAP_MODULES))
     assert "ldap3" in loaded
     assert not loaded & {"jupyterhub", "tornado", "traitlets", "pamela", "sqlalchemy"}, loaded
 
@@ -349,11 +326,11 @@ def test_the_ldap_login_adds_no_pam_and_the_pam_login_no_ldap():
     """pamela comes with JupyterHub's own ``jupyterhub.auth`` (which imports it to offer
     PAMAuthenticator), never through kerbauth's LDAP modules; ldap3 never with PAM."""
     # Loaded exactly when JupyterHub's module loads it (6.x and 5.x do, in a try).
-    ldap_login = top_level_loaded_by("kerbauth.auth.ldap.authenticator")
-    assert ("pamela" in ldap_login) == ("pamela" in top_level_loaded_by("jupyterhub.auth"))
+    ldap_login = top_level(loaded_by("kerbauth.auth.ldap.authenticator"))
+    assert ("pamela" in ldap_login) == ("pamela" in top_level(loaded_by("jupyterhub.auth")))
     for path in (Path(kerbauth.__file__).parent / "auth" / "ldap").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
                 assert not any(n.partition(".")[0] == "pamela" for n in names), path
-    assert "ldap3" not in top_level_loaded_by("kerbauth.auth.pam")
+    assert "ldap3" not in top_level(loaded_by("kerbauth.auth.pam"))
