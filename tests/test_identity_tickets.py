@@ -354,14 +354,24 @@ async def test_a_huge_keytab_fails_at_once_and_others_spawn_as_fast_as_unloaded(
         await authenticator.pre_spawn_start(victim, SimpleNamespace(environment={}))
         return time.monotonic() - started
 
-    unloaded = min([await victim_spawn() for _ in range(3)])
     bad = SimpleNamespace(name=attacker.name, spawners={})
-    attacks = [
-        asyncio.ensure_future(authenticator.pre_spawn_start(bad, SimpleNamespace(environment={})))
-        for _ in range(10)
-    ]
-    loaded = await victim_spawn()
-    results = await asyncio.gather(*attacks, return_exceptions=True)
+
+    async def victim_spawn_under_attack():
+        attacks = [
+            asyncio.ensure_future(
+                authenticator.pre_spawn_start(bad, SimpleNamespace(environment={}))
+            )
+            for _ in range(10)
+        ]
+        seconds = await victim_spawn()
+        return seconds, await asyncio.gather(*attacks, return_exceptions=True)
+
+    # The best of three each way: the test suite may run beside another (make
+    # test runs tox's streams at once), and one busy moment is not the attack's.
+    unloaded = min([await victim_spawn() for _ in range(3)])
+    trials = [await victim_spawn_under_attack() for _ in range(3)]
+    loaded = min(seconds for seconds, _ in trials)
+    results = [r for _, rs in trials for r in rs]
     assert all(isinstance(r, web.HTTPError) and r.cause == "keytab" for r in results)
     assert "more than the" in caplog.text and "KDC" not in str(results[0].detail)
     assert loaded <= max(2 * unloaded, unloaded + 0.05), (unloaded, loaded)
