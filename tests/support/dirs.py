@@ -9,9 +9,11 @@ import tempfile
 
 import pytest
 
+from kerbauth.hub.tickets import KerberosTickets
+
 
 @pytest.fixture
-def ccache_dir():
+def ccache_dir(monkeypatch):
     """A fresh root-owned cache directory (0711) outside pytest's 0700 tmp tree.
 
     Processes running as a test user must reach the cache file inside it, so
@@ -28,9 +30,26 @@ def ccache_dir():
             os.fchmod(fd, 0o711)
         finally:
             os.close(fd)
+    # Every KerberosTickets the test starts is stopped before the directory goes:
+    # a renewal still running on a ticket thread would otherwise make the
+    # directory again (kerbauth remakes a removed cache directory) and leave it.
+    started = []
+    start = KerberosTickets.start
+
+    def recording_start(tickets):
+        if tickets not in started:
+            started.append(tickets)
+        return start(tickets)
+
+    monkeypatch.setattr(KerberosTickets, "start", recording_start)
     try:
         yield path
     finally:
+        for tickets in started:
+            with contextlib.suppress(Exception):
+                if tickets._executor is not None:
+                    tickets._executor.shutdown(wait=True, cancel_futures=True)
+                tickets.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
