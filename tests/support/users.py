@@ -37,10 +37,16 @@ def _run(*argv, stdin=None):
 
 # The groups the examples name (hub-users, hub-admins) are shared by every test,
 # and by test runs that overlap on one host (the suite and tox's runs in
-# parallel): a group the tests make gets a gid in this range, and whoever finds
-# it without members at teardown removes it. A host's own group of that name
-# (another gid) is used and never removed.
+# parallel). A group the tests make gets a gid in this range. Whoever uses one
+# holds a shared flock on GROUPS_IN_USE until its teardown; the teardown that
+# then gets the lock exclusively is the last user on the host and removes every
+# test group left without members. (Counting members is not enough: a hub whose
+# admin_groups names a group uses it with no member in it.) A host's own group
+# of that name (another gid) is used and never removed.
 TEST_GIDS = range(61000, 62000)
+# /run/lock is the host's place for lock files (a tmpfs); the file stays, as a
+# lock file must (unlinking it would let a late opener lock a different inode).
+GROUPS_IN_USE = "/run/lock/kerbauth-tests-groups"
 
 
 @contextlib.contextmanager
@@ -55,25 +61,36 @@ def _groups_locked():
         os.close(fd)
 
 
+def _open_in_use():
+    os.makedirs(os.path.dirname(GROUPS_IN_USE), exist_ok=True)
+    return os.open(GROUPS_IN_USE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
 def _free_test_gid():
     taken = {g.gr_gid for g in grp.getgrall()}
     return next(gid for gid in TEST_GIDS if gid not in taken)
 
 
-def _remove_if_unused(group):
+def _remove_unused_test_groups():
+    """Remove the test groups nobody uses; call with the groups lock held."""
+    fd = _open_in_use()
     try:
-        entry = grp.getgrnam(group)
-    except KeyError:
-        return
-    primary = any(p.pw_gid == entry.gr_gid for p in pwd.getpwall())
-    if entry.gr_gid in TEST_GIDS and not entry.gr_mem and not primary:
-        subprocess.run(["groupdel", group], check=False, capture_output=True)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another test still uses them: the last one out removes them
+        primaries = {p.pw_gid for p in pwd.getpwall()}
+        for entry in grp.getgrall():
+            if entry.gr_gid in TEST_GIDS and not entry.gr_mem and entry.gr_gid not in primaries:
+                subprocess.run(["groupdel", entry.gr_name], check=False, capture_output=True)
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
 def make_user():
     """``make_user(groups=())``: a new local account with a random password."""
-    made, groups_used = [], set()
+    made, in_use = [], []
 
     def ensure_group(group):
         """Make ``group`` if the host has none of that name (removed when unused)."""
@@ -81,7 +98,10 @@ def make_user():
             _ensure_group(group)
 
     def _ensure_group(group):
-        groups_used.add(group)
+        if not in_use:
+            fd = _open_in_use()
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            in_use.append(fd)
         try:
             grp.getgrnam(group)
         except KeyError:
@@ -111,9 +131,10 @@ def make_user():
             subprocess.run(
                 ["userdel", "--remove", "--force", name], check=False, capture_output=True
             )
-        with _groups_locked():
-            for group in sorted(groups_used):
-                _remove_if_unused(group)
+        if in_use:
+            with _groups_locked():
+                os.close(in_use.pop())
+                _remove_unused_test_groups()
 
 
 @pytest.fixture
