@@ -32,94 +32,11 @@ from kerbauth.core.errors import KeytabError
 from kerbauth.core.keytab import open_keytab
 from kerbauth.hub.api import SCOPE
 from support.edge import server_environment
+from support.fetch import default_cache, docs_roles_snippet, fetch_config
 from support.realm import add_principal, start_realm
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 TICKET = "/hub/api/kerbauth/ticket"
-
-
-def docs_roles_snippet():
-    """The jupyterhub_config.py lines of docs/kubernetes.md that give servers the scope."""
-    with open(os.path.join(DOCS, "kubernetes.md")) as f:
-        text = f.read()
-    match = re.search(r"```python\n(# The scope servers need.*?)```", text, re.DOTALL)
-    assert match, "docs/kubernetes.md lost its scope snippet"
-    assert SCOPE in match.group(1)
-    return match.group(1)
-
-
-@pytest.fixture
-def scoped_hubs(monkeypatch):
-    """The docs' scope lines go after the test hub's own ``load_roles`` (its admin service)."""
-    infrastructure = support.hub._infrastructure
-    snippet = docs_roles_snippet().replace(
-        "c.JupyterHub.load_roles = [", "c.JupyterHub.load_roles = c.JupyterHub.load_roles + ["
-    )
-    monkeypatch.setattr(
-        support.hub, "_infrastructure", lambda *a: infrastructure(*a) + "\n" + snippet
-    )
-
-
-@pytest.fixture
-def keytab_dir():
-    """Root's own keytab directory (0700): no user can list it or read a keytab in it."""
-    path = tempfile.mkdtemp(prefix="kerbauth-kt-")
-    os.chmod(path, 0o700)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def default_cache(name):
-    """Where a server of ``name`` keeps its ticket by default (the trait's own default)."""
-    from kerbauth import KerberosTickets
-
-    return KerberosTickets.class_traits()["fetch_ccache_path"].default_value.format(username=name)
-
-
-@pytest.fixture
-def fetched_caches():
-    """Paths of the servers' caches (in /tmp, as in a container), removed afterwards.
-
-    The directory made for one goes too (it should be gone already: the
-    server removes it when it stops).
-    """
-    paths = []
-    try:
-        yield paths
-    finally:
-        for path in paths:
-            for leftover in (path, os.path.dirname(path)):
-                if leftover != "/tmp" and os.path.lexists(leftover):
-                    subprocess.run(["rm", "-rf", "--one-file-system", leftover], check=False)
-
-
-def fetch_config(keytab_dir, extra=""):
-    return f"""
-import os
-c.JupyterHub.authenticator_class = "kerberos-pam"
-c.PAMAuthenticator.service = os.environ.get("JUPYTERHUB_PAM_SERVICE", "login")
-c.Authenticator.allow_all = True
-c.KerberosTickets.keytab_template = "{keytab_dir}/{{username}}.keytab"
-c.KerberosTickets.delivery = "fetch"
-c.KerberosTickets.ccache_dir = "/nonexistent/kerbauth"  # the hub keeps no cache in this mode
-{extra}
-"""
-
-
-@pytest.fixture
-def fetch_hub(hub_factory, scoped_hubs, keytab_dir, krb5_env, pam_service):
-    def start(extra="", realm=None):
-        return hub_factory(
-            fetch_config(keytab_dir, extra),
-            env={
-                "KRB5_CONFIG": (realm or krb5_env).env["KRB5_CONFIG"],
-                "JUPYTERHUB_PAM_SERVICE": pam_service(),
-            },
-        )
-
-    return start
 
 
 def add_user(hub, realm, keytab_dir, make_user, fetched_caches):
