@@ -182,12 +182,12 @@ def test_the_hub_source_imports_nothing_of_the_login_modes():
 
 
 def test_each_program_is_reached_only_from_its_own_entry():
-    # The doctor is the admin's command (kerbauth.cli), the server the user's
-    # server's: the hub and the core never import either.
+    # The doctor and the kernelspec are the admin's commands (kerbauth.cli), the
+    # server the user's server's: the hub and the core never import any of them.
     for folder in ("core", "hub", "auth"):
         for name, path in modules_under(folder):
             for module, line in imports_in(name, path):
-                assert not re.match(r"kerbauth\.(doctor|server|cli)\b", module), (
+                assert not re.match(r"kerbauth\.(doctor|spark|server|cli)\b", module), (
                     f"{path}:{line} imports {module}"
                 )
 

@@ -1,0 +1,64 @@
+"""Java clients for the tests: the programs in tests/support/java/, on pyspark's jars.
+
+The pyspark package carries the jars of a Spark distribution, Hadoop's client
+among them (``UserGroupInformation``, ``KerberosAuthenticator``): what a
+notebook's JVM runs. ``java_client`` (session-scoped) compiles every program
+in tests/support/java/ once into a directory any user can read, and returns
+``argv(main_class, *args)``, the command that runs one of them.
+
+The JDK reads ``KRB5CCNAME`` (with its ``FILE:`` prefix) itself, but not
+``KRB5_CONFIG``: the test realm's krb5.conf is handed over with
+``-Djava.security.krb5.conf`` (:func:`krb5_conf_option`), as a site whose
+krb5.conf is not /etc/krb5.conf would do.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+JAVA_SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java")
+
+
+def spark_home():
+    """The pyspark package's directory: a Spark home with ``jars/``."""
+    import pyspark
+
+    return os.path.dirname(os.path.abspath(pyspark.__file__))
+
+
+def jars():
+    return os.path.join(spark_home(), "jars")
+
+
+def krb5_conf_option(env):
+    """The JVM option that points the JDK at the krb5.conf named by ``env["KRB5_CONFIG"]``."""
+    return f"-Djava.security.krb5.conf={env['KRB5_CONFIG']}"
+
+
+@pytest.fixture(scope="session")
+def java_client():
+    out = tempfile.mkdtemp(prefix="kerbauth-java-")
+    try:
+        os.chmod(out, 0o755)
+        sources = sorted(glob.glob(os.path.join(JAVA_SOURCES, "*.java")))
+        if sources:
+            subprocess.run(
+                ["javac", "-nowarn", "-cp", f"{jars()}/*", "-d", out, *sources],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        for root, dirs, files in os.walk(out):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+
+        def argv(main_class, *args, jvm_options=()):
+            return ["java", *jvm_options, "-cp", f"{out}:{jars()}/*", main_class, *args]
+
+        yield argv
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
