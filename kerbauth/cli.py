@@ -34,9 +34,23 @@ def main(argv=None):
         metavar="SECONDS",
         help="how long each network check may wait for an answer (default: 5)",
     )
+    kernelspec = commands.add_parser(
+        "kernelspec",
+        help="write a Jupyter kernel for PySpark that runs as the notebook's user",
+        description="Write the kernelspec of a PySpark kernel: Spark, the Hadoop client"
+        " configuration and spark-submit's arguments, and no ticket or user (the kernel"
+        " uses its server's KRB5CCNAME). Run again, it says whether the kernel changed.",
+    )
+    from kerbauth.spark.kernelspec import add_arguments as kernelspec_arguments
+
+    kernelspec_arguments(kernelspec)
     args = parser.parse_args(argv)
     if args.command == "doctor":
         return run_doctor(args)
+    if args.command == "kernelspec":
+        from kerbauth.spark import kernelspec
+
+        return kernelspec.run(args)
     parser.print_help()
     return 0
 
