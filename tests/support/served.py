@@ -62,8 +62,12 @@ class Served:
         return subprocess.run(argv, timeout=timeout, **self.popen_args(env), **kwargs)
 
     def popen(self, argv, env=None, **kwargs):
-        """Start ``argv`` as :meth:`run` does, without waiting (a long-lived client)."""
-        return subprocess.Popen(argv, **self.popen_args(env), **kwargs)
+        """Start ``argv`` as :meth:`run` does, without waiting (a long-lived client);
+        its output in pipes (Popen has no ``capture_output``)."""
+        args = self.popen_args(env)
+        del args["capture_output"]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        return subprocess.Popen(argv, **{**args, **pipes, **kwargs})
 
     def popen_args(self, env=None):
         a = self.account
