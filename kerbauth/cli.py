@@ -1,6 +1,7 @@
 """The ``kerbauth`` command."""
 
 import argparse
+import os
 import sys
 
 from kerbauth import __version__
@@ -12,7 +13,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     doctor = commands.add_parser(
         "doctor",
-        help="check a deployment: krb5.conf, KDC, cache directory, keytabs, LDAP",
+        help="check a deployment: krb5.conf, KDC, cache directory, keytabs, LDAP, Hadoop, JVM",
         description="Check, one line each, the pieces kerbauth needs, using the options of a"
         " jupyterhub_config.py. Exit status 0 only when every check passes."
         " Run it as the user the hub runs as (root), in the hub's environment.",
@@ -25,14 +26,24 @@ def main(argv=None):
         help="the hub's config file (default: ./jupyterhub_config.py)",
     )
     doctor.add_argument(
-        "--user", metavar="NAME", help="also check this user's account, keytab, ticket and lookup"
+        "--user",
+        metavar="NAME",
+        help="also check this user's account, keytab, ticket, lookup and a JVM's login",
     )
     doctor.add_argument(
         "--timeout",
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="how long each network check may wait for an answer (default: 5)",
+        help="how long each network check may wait for an answer (default: 5; the JVM"
+        " login check gets at least 30)",
+    )
+    doctor.add_argument(
+        "--hadoop-conf-dir",
+        default=os.environ.get("HADOOP_CONF_DIR") or None,
+        metavar="DIR",
+        help="the Hadoop client configuration to check for Kerberos (core-site.xml's"
+        " hadoop.security.authentication); default: $HADOOP_CONF_DIR, else not checked",
     )
     kernelspec = commands.add_parser(
         "kernelspec",
@@ -60,7 +71,12 @@ def run_doctor(args):
 
     print(f"kerbauth doctor {__version__}: {args.config}", flush=True)
     try:
-        site = doctor.load_site(args.config, username=args.user, timeout=args.timeout)
+        site = doctor.load_site(
+            args.config,
+            username=args.user,
+            timeout=args.timeout,
+            hadoop_conf_dir=args.hadoop_conf_dir,
+        )
     except doctor.ConfigNotLoaded as e:
         print(doctor.format_result(doctor.Result("config", doctor.PROBLEM, str(e))))
         return 1

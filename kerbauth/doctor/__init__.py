@@ -10,6 +10,7 @@ is ever printed. The modules, by concern:
 - :mod:`~kerbauth.doctor.tickets`: the cache directory, the user's account,
   keytab and a real ticket;
 - :mod:`~kerbauth.doctor.directory`: the LDAP servers, TLS, bind and lookup;
+- :mod:`~kerbauth.doctor.hadoop`: the Hadoop configuration, a JVM's login;
 - :mod:`~kerbauth.doctor.report`: the order of the checks, running them, the lines.
 """
 

@@ -44,6 +44,7 @@ class Site:
     authenticator: KerberosTickets  # built from the config, without starting anything
     username: str | None = None
     timeout: float = 5.0
+    hadoop_conf_dir: str | None = None  # the HADOOP_CONF_DIR the hadoop check reads
     facts: dict = field(default_factory=dict)  # what one check learnt for the next ones
 
 
@@ -80,7 +81,7 @@ def resolve_authenticator_class(value):
         ) from None
 
 
-def load_site(config_file, username=None, timeout=5.0):
+def load_site(config_file, username=None, timeout=5.0, hadoop_conf_dir=None):
     """A :class:`Site` for ``config_file``; ConfigNotLoaded when the hub could not use it either."""
     config = load_config(config_file)
     if "authenticator_class" not in config.JupyterHub:
@@ -101,7 +102,15 @@ def load_site(config_file, username=None, timeout=5.0):
         raise ConfigNotLoaded(f"{cls.__name__} refuses this configuration: {e}") from None
     if username is not None:
         username = authenticator.normalize_username(username)
-    return Site(os.path.abspath(config_file), config, cls, authenticator, username, timeout)
+    return Site(
+        os.path.abspath(config_file),
+        config,
+        cls,
+        authenticator,
+        username,
+        timeout,
+        hadoop_conf_dir,
+    )
 
 
 def ticket_backend_name(authenticator):

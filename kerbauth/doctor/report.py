@@ -1,6 +1,6 @@
 """The checks in the order they run, running them, and one line of each."""
 
-from kerbauth.doctor import directory, kerberos, tickets
+from kerbauth.doctor import directory, hadoop, kerberos, tickets
 from kerbauth.doctor.config import check_config, check_startup
 from kerbauth.doctor.outcome import PROBLEM, SKIP, NotApplicable, Result, Skip
 
@@ -16,6 +16,8 @@ CHECKS = [
     ("account", tickets.check_account),
     ("keytab", tickets.check_keytab),
     ("ticket", tickets.check_ticket),
+    ("hadoop", hadoop.check_hadoop_conf),
+    ("jvm", hadoop.check_jvm_login),
     ("ldap", directory.check_ldap_servers),
     ("ldap-tls", directory.check_ldap_tls),
     ("ldap-bind", directory.check_ldap_bind),

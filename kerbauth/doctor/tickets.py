@@ -162,6 +162,7 @@ def check_ticket(site):
             run_as=(uid, gid) if os.geteuid() == 0 and uid != 0 else None,
         )
         got = ccache.parse_ccache(data)
+        site.facts["ticket"] = (data, principal, uid, gid)  # for the jvm check
     except TicketError as e:
         return (PROBLEM, f"no ticket for {principal}: {e}", _TICKET_HINTS.get(e.cause, ""))
     finally:
