@@ -43,6 +43,7 @@ JVM_FLOOR = 30.0
 # JDK_JAVA_OPTIONS are how an administrator sets options for every JVM.
 _JAVA_KEPT = ("PATH", "LANG", "TZ", "JAVA_HOME", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS")
 _CACHE_NAME = "krb5cc"
+_SOURCE_NAME = os.path.basename(JVM_LOGIN_SOURCE)
 # Hadoop's rules from principals to user names; the default maps only the
 # principals of the JDK's default realm.
 AUTH_TO_LOCAL = "hadoop.security.auth_to_local"
@@ -114,13 +115,18 @@ def check_jvm_login(site):
     data, principal, uid, gid = got
     options = _krb5_conf_option(os.environ)
     krb5_conf = options[0].partition("=")[2] if options else "the JDK's own krb5.conf"
-    argv = [java, "-XX:-UsePerfData", *options, JVM_LOGIN_SOURCE]
     timeout = max(site.timeout, JVM_FLOOR)
     try:
+        with open(JVM_LOGIN_SOURCE, "rb") as f:
+            source = f.read()
         run_as = check_run_as((uid, gid)) if uid != os.geteuid() else None
+        # The program beside the cache, in a private directory of the user's: the JVM
+        # runs as them, who may not be able to read the doctor's installation.
         with HubScratch(run_as) as scratch:
             scratch.write(_CACHE_NAME, data)
+            scratch.write(_SOURCE_NAME, source)
             scratch.hand_over()
+            argv = [java, "-XX:-UsePerfData", *options, os.path.join(scratch.path, _SOURCE_NAME)]
             result = _run_java(argv + [os.path.join(scratch.path, _CACHE_NAME)], run_as, timeout)
     except TicketError as e:
         return (PROBLEM, f"cannot run a JVM as uid {uid}: {e.detail}", "")
