@@ -56,9 +56,19 @@ def commands(block):
 
 
 def matches(expected, actual):
-    """Whether ``actual`` is the ``expected`` output, ``...`` standing for any text."""
-    pattern = ".*".join(re.escape(part) for part in expected.split("..."))
-    return re.fullmatch(pattern, actual.rstrip("\n"), re.DOTALL) is not None
+    """Whether ``actual`` is the ``expected`` output: a line ``...`` stands for any lines
+    (none too), ``...`` in a line for any text."""
+    want, got = expected.splitlines(), actual.rstrip("\n").splitlines()
+
+    def match(i, j):
+        if i == len(want):
+            return j == len(got)
+        if want[i] == "...":
+            return any(match(i + 1, k) for k in range(j, len(got) + 1))
+        line = ".*".join(re.escape(part) for part in want[i].split("..."))
+        return j < len(got) and re.fullmatch(line, got[j]) is not None and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 def substitute(text, places):
