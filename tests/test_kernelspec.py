@@ -143,6 +143,9 @@ def test_a_kernel_from_the_pyspark_package(capsys, hadoop_conf, tmp_path):
         "client",
         "--name",
         "PySpark (YARN)",
+        # The executors' tokens come again from the cache the hub keeps fresh.
+        "--conf",
+        "spark.kerberos.renewal.credentials=ccache",
         "pyspark-shell",
     ]
     for made in (directory, directory.parent, directory.parent.parent):
@@ -409,6 +412,23 @@ def test_never_over_a_kernel_it_did_not_write(capsys, hadoop_conf, tmp_path):
     assert status == 1
     assert f"cannot make the kernel's directory {kernels / 'dirlink'}" in err
     assert os.listdir(victim_dir) == []
+
+
+def test_renewal_from_the_ticket_cache_on_yarn_only(capsys, hadoop_conf, tmp_path):
+    """YARN gets spark.kerberos.renewal.credentials=ccache unless the admin says otherwise;
+    a local master has no executors to renew tokens for."""
+
+    def submit_args(*argv):
+        status, out, err = kernelspec_cli(
+            capsys, "--hadoop-conf-dir", hadoop_conf, "--prefix", str(tmp_path), *argv
+        )
+        assert (status, err) == (0, "")
+        return shlex.split(read_kernel(out.split()[1])["env"]["PYSPARK_SUBMIT_ARGS"])
+
+    assert "spark.kerberos.renewal.credentials=ccache" in submit_args()
+    given = submit_args("--conf", "spark.kerberos.renewal.credentials=keytab")
+    assert [a for a in given if "renewal" in a] == ["spark.kerberos.renewal.credentials=keytab"]
+    assert not [a for a in submit_args("--master", "local") if "renewal" in a]
 
 
 def test_conf_values_reach_spark_as_written(capsys, hadoop_conf, tmp_path):

@@ -1,17 +1,12 @@
 """``kerbauth kernelspec``: the Jupyter kernelspec of a PySpark kernel that runs as its user.
 
-The kernel is IPython (``ipykernel_launcher``) with PySpark's ``shell.py`` as
-its ``PYTHONSTARTUP``, so a notebook starts with ``spark`` and ``sc``
-defined. ``kernel.json`` names the Spark home, the Hadoop client
-configuration, the Python path (Spark's python directory and py4j's zip) and
-``PYSPARK_SUBMIT_ARGS``; it names no ticket, cache or user. The kernel
-inherits ``KRB5CCNAME`` from the user's server, so the JVM that pyspark starts
-logs in from that user's ticket.
-
-A Spark home is a Spark distribution (``python/pyspark/``) or the pip package
-``pyspark``, which is one too; its kernel's Python must import that package
-(docs/spark.md). The file is written atomically, mode 0644 in a 0755
-directory, and left as it is when it would not change.
+IPython (``ipykernel_launcher``) with PySpark's ``shell.py`` as ``PYTHONSTARTUP``
+(``spark`` and ``sc`` defined); ``kernel.json`` names the Spark home (a Spark
+distribution, or the pip package ``pyspark``, which its Python must import),
+the Hadoop configuration, the Python path and ``PYSPARK_SUBMIT_ARGS``, and no
+ticket, cache or user: the kernel inherits its server's ``KRB5CCNAME``. The
+file is written atomically, mode 0644 in a 0755 directory, and left as it is
+when it would not change (docs/spark.md).
 """
 
 import glob
@@ -35,6 +30,9 @@ CONF_KEY = re.compile(r"spark\.[^\s=$]+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 KRB5_OPTION = "-Djava.security.krb5.conf="
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# On YARN, the driver gets the executors' delegation tokens again from the ticket
+# cache the hub keeps fresh (Spark's default, "keytab", needs a keytab the kernel has not).
+RENEWAL = ("spark.kerberos.renewal.credentials", "ccache")
 # Set by the command's own flags, so never by --conf.
 OWN_KEYS = {
     "spark.master": "--master",
@@ -202,7 +200,10 @@ def build(args, environ=os.environ):
         )
 
     submit = ["--master", args.master, "--deploy-mode", "client", "--name", app_name]
-    for key, value in spark_conf(args.conf, args.krb5_conf).items():
+    conf = spark_conf(args.conf, args.krb5_conf)
+    if args.master == "yarn":
+        conf.setdefault(*RENEWAL)
+    for key, value in conf.items():
         submit += ["--conf", f"{key}={value}"]
     env = {
         "SPARK_HOME": os.path.abspath(spark_home),
