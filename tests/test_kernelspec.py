@@ -158,11 +158,13 @@ def test_a_kernel_from_the_pyspark_package(capsys, hadoop_conf, tmp_path):
         assert word not in text
 
 
-def test_a_kernel_from_a_spark_distribution(capsys, hadoop_conf, distribution, tmp_path):
+def test_a_kernel_from_a_spark_distribution(
+    capsys, hadoop_conf, distribution, tmp_path, monkeypatch
+):
     """SPARK_HOME and HADOOP_CONF_DIR from the environment; Spark's python directory and
     py4j's zip on the path, its own shell.py at start-up."""
-    os.environ["SPARK_HOME"] = distribution  # clean_env removes it afterwards
-    os.environ["HADOOP_CONF_DIR"] = hadoop_conf
+    monkeypatch.setenv("SPARK_HOME", distribution)
+    monkeypatch.setenv("HADOOP_CONF_DIR", hadoop_conf)
     status, out, err = kernelspec_cli(capsys, "--master", "local[*]", "--prefix", str(tmp_path))
     assert (status, err) == (0, "")
     env = read_kernel(out.split()[1])["env"]
@@ -263,9 +265,11 @@ def refusals():
 
 
 @pytest.mark.parametrize(("label", "argv", "message"), refusals(), ids=[r[0] for r in refusals()])
-def test_refusals(capsys, tmp_path, hadoop_conf, fake_package, distribution, label, argv, message):
+def test_refusals(
+    capsys, tmp_path, monkeypatch, hadoop_conf, fake_package, distribution, label, argv, message
+):
     """Each refusal is one line on stderr, exit status 1, and nothing written."""
-    os.environ["HADOOP_CONF_DIR"] = hadoop_conf
+    monkeypatch.setenv("HADOOP_CONF_DIR", hadoop_conf)
     (tmp_path / "core-site.xml").write_text(KERBEROS.format("kerberos"))
     (tmp_path / "a b").write_text("")
     (tmp_path / "empty").mkdir()
@@ -292,7 +296,7 @@ def test_refusals(capsys, tmp_path, hadoop_conf, fake_package, distribution, lab
         ),
     }
     if label == "no Hadoop conf":
-        del os.environ["HADOOP_CONF_DIR"]
+        monkeypatch.delenv("HADOOP_CONF_DIR")
     full = [a.format(**places) for a in argv]
     status, out, err = kernelspec_cli(capsys, *full, "--prefix", str(tmp_path / "p"))
     assert (status, out) == (1, "")
@@ -442,7 +446,11 @@ def test_conf_values_reach_spark_as_written(capsys, hadoop_conf, tmp_path):
         *("--hadoop-conf-dir", hadoop_conf, "--prefix", str(tmp_path), "--master", "local[1]"),
         *("--app-name", "Team's (PySpark)", "--krb5-conf", str(krb5)),
         *("--conf", f"spark.kerbauth.odd={odd}"),
-        *("--conf", "spark.driver.extraJavaOptions=-Dkerbauth.opt='two words'"),
+        # (TieredStopAtLevel=1: the JVM starts sooner on a busy machine.)
+        *(
+            "--conf",
+            "spark.driver.extraJavaOptions=-Dkerbauth.opt='two words' -XX:TieredStopAtLevel=1",
+        ),
     )
     assert (status, err) == (0, "")
     env = read_kernel(out.split()[1])["env"]
@@ -450,7 +458,7 @@ def test_conf_values_reach_spark_as_written(capsys, hadoop_conf, tmp_path):
         *("--master", "local[1]", "--deploy-mode", "client", "--name", "Team's (PySpark)"),
         *("--conf", f"spark.kerbauth.odd={odd}"),
         "--conf",
-        "spark.driver.extraJavaOptions=-Dkerbauth.opt='two words'"
+        "spark.driver.extraJavaOptions=-Dkerbauth.opt='two words' -XX:TieredStopAtLevel=1"
         f" -Djava.security.krb5.conf={krb5}",
         "pyspark-shell",
     ]

@@ -121,6 +121,9 @@ def test_every_command_of_the_page(served, spnego_httpd, shared_dir, monkeypatch
     make_distribution(os.path.join(shared_dir, "spark"))
     system_data = os.path.join(shared_dir, "share", "jupyter")
     monkeypatch.setattr(kernelspec, "SYSTEM_DATA_DIR", system_data)
+    # The page's commands, as they stand, in an admin's shell that sets neither.
+    monkeypatch.delenv("SPARK_HOME", raising=False)
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
     places = {
         "/opt/jupyterhub/bin/python": sys.executable,
         "/opt/jupyterhub/etc/krb5.conf": user.env["KRB5_CONFIG"],
