@@ -9,27 +9,34 @@ PYTEST_ARGS ?=
 JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.py \
 	tests/test_spawn_hooks.py tests/test_password_tickets.py tests/test_config.py \
 	tests/test_identity_hub.py
+# The consumer tests (issue 13: JVMs, pyspark, Apache, PostgreSQL, a 3-minute
+# window of 1-minute tickets) run in the side stream, after lowest, in the venv
+# (pyspark is only there): most of their time is waiting on a JVM or a clock.
+CONSUMER_TESTS ?= $(sort $(wildcard tests/test_consumers_*.py tests/test_spark_*.py))
 
 .PHONY: setup test lint format docs demo clean
 
 setup:
 	VENV=$(VENV) scripts/install-deps
 
-# Lint and docs first (quick); then the whole suite in the venv and, beside it,
-# the hub tests on JupyterHub 5.x followed by the oldest versions pyproject.toml
-# allows (tox.ini says which tests). The two streams run at once: most of a hub
-# test is waiting for a process, and the fixtures are made for parallel runs
-# (random ports and names, a lock around the shared groups). The side stream's
-# output is printed after the suite's, whole.
+# Lint and docs first (quick); then the whole suite in the venv but the consumer
+# tests and, beside it, the hub tests on JupyterHub 5.x, the oldest versions
+# pyproject.toml allows (tox.ini says which tests), then the consumer tests (each
+# of the three runs, whatever the others did). The two streams run at once: most
+# of a hub test is waiting for a process, and the fixtures are made for parallel
+# runs (random ports and names, a lock around the shared groups). The side
+# stream's output is printed after the suite's, whole.
 test: setup
 	$(TOX) -e lint,docs
 	@log=$$(mktemp /tmp/make-test-side-XXXXXX); \
-	( $(TOX) -e jh5 -- $(JH5_TESTS) && $(TOX) -e lowest ) >$$log 2>&1 & side=$$!; \
+	( rc=0; $(TOX) -e jh5 -- $(JH5_TESTS) || rc=1; $(TOX) -e lowest || rc=1; \
+	  $(VENV)/bin/pytest $(PYTEST_ARGS) $(CONSUMER_TESTS) || rc=1; exit $$rc ) >$$log 2>&1 & side=$$!; \
 	trap 'kill $$side 2>/dev/null; rm -f $$log' INT TERM; \
-	$(VENV)/bin/pytest $(PYTEST_ARGS); suite=$$?; \
+	$(VENV)/bin/pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(CONSUMER_TESTS)); suite=$$?; \
 	wait $$side; tox=$$?; \
-	echo "--- tox -e jh5, then tox -e lowest (run beside the suite) ---"; cat $$log; rm -f $$log; \
-	echo "suite: exit $$suite; jh5 and lowest: exit $$tox"; \
+	echo "--- tox -e jh5, tox -e lowest, then the consumer tests (run beside the suite) ---"; \
+	cat $$log; rm -f $$log; \
+	echo "suite: exit $$suite; jh5, lowest and the consumer tests: exit $$tox"; \
 	test $$suite -eq 0 && test $$tox -eq 0
 
 lint:
