@@ -4,7 +4,10 @@ The pyspark package carries the jars of a Spark distribution, Hadoop's client
 among them (``UserGroupInformation``, ``KerberosAuthenticator``): what a
 notebook's JVM runs. ``java_client`` (session-scoped) compiles every program
 in tests/support/java/ once into a directory any user can read, and returns
-``argv(main_class, *args)``, the command that runs one of them.
+``argv(main_class, *args, jvm_options=(), hadoop=True)``, the command that
+runs one of them (``hadoop=False``: without pyspark's jars). The doctor's
+``JvmLogin`` (kerbauth/doctor/java), the plain JAAS/GSS client, is compiled
+with them.
 
 The JDK reads ``KRB5CCNAME`` (with its ``FILE:`` prefix) itself, but not
 ``KRB5_CONFIG``: the test realm's krb5.conf is handed over with
@@ -44,7 +47,10 @@ def java_client():
     out = tempfile.mkdtemp(prefix="kerbauth-java-")
     try:
         os.chmod(out, 0o755)
-        sources = sorted(glob.glob(os.path.join(JAVA_SOURCES, "*.java")))
+        # With the doctor's JvmLogin (the plain JAAS/GSS client), which kerbauth ships.
+        from kerbauth.doctor.hadoop import JVM_LOGIN_SOURCE
+
+        sources = [*sorted(glob.glob(os.path.join(JAVA_SOURCES, "*.java"))), JVM_LOGIN_SOURCE]
         if sources:
             subprocess.run(
                 ["javac", "-nowarn", "-cp", f"{jars()}/*", "-d", out, *sources],
@@ -56,8 +62,10 @@ def java_client():
             for name in dirs + files:
                 os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
 
-        def argv(main_class, *args, jvm_options=()):
-            return ["java", *jvm_options, "-cp", f"{out}:{jars()}/*", main_class, *args]
+        def argv(main_class, *args, jvm_options=(), hadoop=True):
+            # hadoop=False: the JDK alone (a plain JAAS/GSS client starts faster without jars/).
+            classpath = f"{out}:{jars()}/*" if hadoop else out
+            return ["java", *jvm_options, "-cp", classpath, main_class, *args]
 
         yield argv
     finally:
