@@ -476,7 +476,12 @@ def test_conf_values_reach_spark_as_written(capsys, hadoop_conf, tmp_path):
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "JAVA_TOOL_OPTIONS": "-XX:-UsePerfData",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=180,
