@@ -9,7 +9,7 @@ GSSAPI encryption off (``gssencmode=disable``) and required
 session, says the session is Kerberos-authenticated as the user's principal,
 encrypted or not as asked, and ``current_user`` is the user's account name.
 Without a ticket (a cache with nothing in it), the same clients are refused;
-with it, no other role than the user's own can be had.
+with it, the user cannot have another role (the superuser's is tried).
 """
 
 import json
