@@ -2,14 +2,16 @@
 
 In each way kerbauth gives a server its ticket (keytab and file delivery,
 password tickets, fetch delivery), ``psql`` and psycopg (the venv's Python on
-Debian's libpq), run as the user with only the server's environment, reach a
-private cluster whose only way in over TCP is ``gss`` (support.postgres), with
-GSSAPI encryption off (``gssencmode=disable``) and required
-(``gssencmode=require``). The server's own view, ``pg_stat_gssapi`` of the
-session, says the session is Kerberos-authenticated as the user's principal,
-encrypted or not as asked, and ``current_user`` is the user's account name.
-Without a ticket (a cache with nothing in it), the same clients are refused;
-with it, the user cannot have another role (the superuser's is tried).
+Debian's libpq), run as the user with only the server's environment (in the
+fetch mode plus KRB5_CONFIG, standing in for a container image's krb5.conf),
+reach a private cluster whose only way in over TCP is ``gss``
+(support.postgres), with GSSAPI encryption off (``gssencmode=disable``) and
+required (``gssencmode=require``). The server's own view, ``pg_stat_gssapi``
+of the session, says the session is Kerberos-authenticated as the user's
+principal, encrypted or not as asked, and ``current_user`` is the user's
+account name. Without a ticket (KRB5CCNAME naming a cache that holds none),
+the same clients are refused; with it, the user cannot have another role (the
+superuser's is tried).
 """
 
 import json
