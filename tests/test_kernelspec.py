@@ -345,6 +345,8 @@ def test_where_kernels_go(capsys, hadoop_conf, tmp_path, monkeypatch):
     assert spec.argv[-2:] == ["-f", "{connection_file}"]
 
     assert where("--prefix", str(tmp_path / "pre")) == str(tmp_path / "pre/share/jupyter/kernels")
+    monkeypatch.chdir(tmp_path)
+    assert where("--prefix", "") == str(tmp_path / "share/jupyter/kernels")  # not system-wide
 
     # The environment's and the system's directories, as Jupyter names them...
     assert paths.ENV_JUPYTER_PATH[0] == os.path.join(sys.prefix, "share", "jupyter")

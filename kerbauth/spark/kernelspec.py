@@ -150,7 +150,7 @@ def kernels_dir(args, environ=os.environ):
         data = environ.get("JUPYTER_DATA_DIR") or os.path.join(share, "jupyter")
     elif args.sys_prefix:
         data = os.path.join(sys.prefix, "share", "jupyter")
-    elif args.prefix:
+    elif args.prefix is not None:
         data = os.path.join(args.prefix, "share", "jupyter")
     else:
         data = SYSTEM_DATA_DIR
