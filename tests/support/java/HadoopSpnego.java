@@ -6,8 +6,6 @@ import java.nio.charset.StandardCharsets;
 import org.apache.hadoop.security.authentication.client.AuthenticatedURL;
 import org.apache.hadoop.security.authentication.client.AuthenticationException;
 import org.apache.hadoop.security.authentication.client.KerberosAuthenticator;
-import org.apache.logging.log4j.Level;
-import org.apache.logging.log4j.core.config.Configurator;
 
 /**
  * GET the URL in args[0] as a Hadoop client does (WebHDFS, YARN's REST API):
@@ -17,19 +15,19 @@ import org.apache.logging.log4j.core.config.Configurator;
  *
  * Prints "status N", "body TEXT" and "token true|false" (a hadoop.auth cookie
  * was kept), or "refused MESSAGE" and exits 3 when the authenticator fails.
- * KerberosAuthenticator's debug log goes to stdout too: it says whether Hadoop
- * ran the SPNEGO sequence itself ("Performing our own SPNEGO sequence").
  *
  * For HTTP the JDK's own Negotiate support takes credentials from the ticket
  * cache unless javax.security.auth.useSubjectCredsOnly is true; it would then
  * answer the server's first challenge itself and Hadoop's authenticator
  * would only see the result. The property is set, so the exchange under test
- * is Hadoop's: its JAAS login from KRB5CCNAME and its SPNEGO tokens.
+ * is Hadoop's: its JAAS login from KRB5CCNAME and its SPNEGO tokens. (Had the
+ * JDK answered, the authenticator would find a hadoop.auth cookie that is not
+ * one of Hadoop's tokens, the test server's session, and refuse: a status 200
+ * with "token true" is Hadoop's own exchange.)
  */
 public class HadoopSpnego {
     public static void main(String[] args) throws Exception {
         System.setProperty("javax.security.auth.useSubjectCredsOnly", "true");
-        Configurator.setLevel(KerberosAuthenticator.class.getName(), Level.DEBUG);
         URL url = new URL(args[0]);
         AuthenticatedURL.Token token = new AuthenticatedURL.Token();
         HttpURLConnection conn;
