@@ -14,9 +14,10 @@ notebook's kernel has:
   credentials for initiating, which SPNEGO and SASL/GSSAPI clients use.
 
 Pointed at an empty cache path, both report failure (once, in the keytab
-mode: the clients read only ``KRB5CCNAME``). The JDK is pointed at the realm's krb5.conf with ``-Djava.security.krb5.conf``
-(it does not read ``KRB5_CONFIG``); without it, Hadoop cannot map the
-principal to a user name at all.
+mode: the clients read only ``KRB5CCNAME``). The JDK is pointed at the
+realm's krb5.conf with ``-Djava.security.krb5.conf`` (it does not read
+``KRB5_CONFIG``); without it, Hadoop cannot map the principal to a user name
+at all.
 """
 
 import os
@@ -53,9 +54,8 @@ def hadoop_conf_dir():
 
 
 def jvm_options(served):
-    # No perf data file (a JVM leaves /tmp/hsperfdata_<user> behind); C1 only: short runs
-    # start about twice as fast on a busy host.
-    return (krb5_conf_option(served.realm.env), "-XX:-UsePerfData", "-XX:TieredStopAtLevel=1")
+    # C1 only: short runs start about twice as fast on a busy host.
+    return (krb5_conf_option(served.realm.env), "-XX:TieredStopAtLevel=1")
 
 
 def last_line(result):

@@ -65,7 +65,8 @@ def java_client():
         def argv(main_class, *args, jvm_options=(), hadoop=True):
             # hadoop=False: the JDK alone (a plain JAAS/GSS client starts faster without jars/).
             classpath = f"{out}:{jars()}/*" if hadoop else out
-            return ["java", *jvm_options, "-cp", classpath, main_class, *args]
+            # No perf data file: a JVM leaves /tmp/hsperfdata_<user> behind otherwise.
+            return ["java", "-XX:-UsePerfData", *jvm_options, "-cp", classpath, main_class, *args]
 
         yield argv
     finally:
