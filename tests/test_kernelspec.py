@@ -229,7 +229,7 @@ def refusals():
         ("spark home missing", ["--spark-home", "{tmp}/none"], "the Spark home {tmp}/none does"),
         ("not a spark home", ["--spark-home", "{tmp}"], "{tmp} is not a Spark home"),
         ("no pyspark", ["--spark-home", "{no_pyspark}"], "has no PySpark: neither python/"),
-        ("package, other python", ["--spark-home", "{package}"], "imports pyspark from " + PYSPARK),
+        ("other python", ["--spark-home", "{package}"], "imports pyspark from {real_pyspark}"),
         ("master", ["--master", "spark://h:7077"], "--master 'spark://h:7077': use yarn, local"),
         ("master local[0]", ["--master", "local[0]"], "use yarn, local, local[N] or local[*]"),
         ("cluster mode", ["--deploy-mode", "cluster"], "cluster mode would run the driver in"),
@@ -291,6 +291,7 @@ def test_refusals(
         "kerberos_only": str(kerberos_only),
         "no_pyspark": no_pyspark,
         "package": fake_package[0],
+        "real_pyspark": os.path.realpath(PYSPARK),
         "bare_python": python_wrapper(
             tmp_path / "python-bare", "/usr/bin/python3", str(fake_ipykernel)
         ),
