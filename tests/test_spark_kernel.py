@@ -105,6 +105,12 @@ def install_kernel(prefix, conf_dir, krb5_conf):
     return data_dir
 
 
+def remove_jvm_perf_data(name):
+    """Every JVM of the user (spark-submit's launcher, the driver) makes /tmp/hsperfdata_<name>,
+    which outlives them and the test's account (a symlink there is left alone)."""
+    shutil.rmtree(os.path.join(tempfile.gettempdir(), f"hsperfdata_{name}"), ignore_errors=True)
+
+
 @pytest.mark.parametrize("mode", ["keytab", "fetch"])
 def test_the_kernelspec_kernel_runs_pyspark_as_the_user(mode, served, spark_site, krb5_env):
     root, conf_dir = spark_site
@@ -112,8 +118,11 @@ def test_the_kernelspec_kernel_runs_pyspark_as_the_user(mode, served, spark_site
     user = served(mode, extra=f"c.Spawner.environment = {{'JUPYTER_PATH': {data_dir!r}}}\n")
 
     server_url = f"{user.hub.url}/user/{user.name}/"
-    with running_kernel(server_url, user_token(user.hub, user.name), KERNEL) as kernel:
-        run = kernel.execute(PROBE, timeout=180)
+    try:
+        with running_kernel(server_url, user_token(user.hub, user.name), KERNEL) as kernel:
+            run = kernel.execute(PROBE, timeout=180)
+    finally:
+        remove_jvm_perf_data(user.name)
     assert run.ok, run.describe()
     seen = json.loads(run.stdout.strip().splitlines()[-1])
 
