@@ -13,6 +13,7 @@ import grp
 import os
 import pwd
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -131,6 +132,9 @@ def make_user():
             subprocess.run(
                 ["userdel", "--remove", "--force", name], check=False, capture_output=True
             )
+            # A JVM the user ran (a client, a pyspark kernel) leaves its perf data
+            # there; rmtree refuses a symlink at the top and follows none below.
+            shutil.rmtree(f"/tmp/hsperfdata_{name}", ignore_errors=True)
         if in_use:
             with _groups_locked():
                 os.close(in_use.pop())
