@@ -176,7 +176,14 @@ class Kernel:
             "allow_stdin": False,
             "stop_on_error": True,
         }
-        execution.reply = self._run(self._request("execute_request", content, on_iopub), timeout)
+        try:
+            execution.reply = self._run(
+                self._request("execute_request", content, on_iopub), timeout
+            )
+        except (asyncio.TimeoutError, TimeoutError):
+            raise AssertionError(
+                f"kernel {self.id}: no reply within {timeout} s\n{execution.describe()}"
+            ) from None
         return execution
 
 
