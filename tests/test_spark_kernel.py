@@ -86,13 +86,14 @@ def install_kernel(prefix, conf_dir, krb5_conf):
             conf_dir,
             "--krb5-conf",
             krb5_conf,
-            # Only to make the test's JVM start and run faster on a busy machine.
+            # Only to make the test's JVM start and run faster on a busy machine (the
+            # Java options also go through PYSPARK_SUBMIT_ARGS' quoting, with --krb5-conf's).
             "--conf",
             "spark.ui.enabled=false",
             "--conf",
             "spark.ui.showConsoleProgress=false",
             "--conf",
-            "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1",
+            "spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         ],
         capture_output=True,
         text=True,
