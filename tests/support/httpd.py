@@ -18,7 +18,9 @@ requests that follow, as it does against WebHDFS or YARN.
 Started as root, httpd's workers drop to www-data, which owns the keytab and
 the replay cache directory. The server is stopped with SIGTERM (SIGKILL after
 a deadline) and its directory removed at the end of the session, even when a
-test fails; :attr:`Httpd.log` names the error log a failing test prints.
+test fails. Its logs (in ``logs/`` of that directory: stderr, error log with
+mod_auth_gssapi's debug lines, access log with the authenticated user) are
+what :meth:`Httpd.log_text` gives a failing test's message.
 """
 
 import base64
@@ -72,14 +74,10 @@ class Httpd:
         """The protected URL, on the service principal's host name."""
         return f"http://localhost:{self.port}/whoami"
 
-    @property
-    def log(self):
-        return os.path.join(self.root, "logs", "error.log")
-
     def log_text(self):
-        """httpd's output and error log (for a failing test's message)."""
+        """httpd's output, error log and access log (for a failing test's message)."""
         texts = []
-        for name in ("stderr.log", "error.log"):
+        for name in ("stderr.log", "error.log", "access.log"):
             try:
                 with open(os.path.join(self.root, "logs", name), errors="replace") as f:
                     texts.append(f"--- {name}\n{f.read()}")
@@ -98,6 +96,7 @@ PidFile "{root}/run/httpd.pid"
 DefaultRuntimeDir "{root}/run"
 ErrorLog "{root}/logs/error.log"
 LogLevel info auth_gssapi:debug
+CustomLog "{root}/logs/access.log" "%h %u \\"%r\\" %>s"
 User {RUN_AS}
 Group {RUN_AS}
 {loads}
