@@ -121,6 +121,8 @@ class GssPostgres:
                 "PATH": f"{BIN}:/usr/bin:/bin",
                 "LC_ALL": "C",
                 "KRB5_CONFIG": self.realm.env["KRB5_CONFIG"],
+                # The server's replay cache goes with the cluster, not into /var/tmp.
+                "KRB5RCACHEDIR": self.directory,
             },
             capture_output=True,
             text=True,

@@ -10,7 +10,8 @@ waits until its cache holds the ticket. ``mode`` is one of :data:`MODES`:
   in through the form and the ticket comes from that password;
 - ``"fetch"``: ``delivery = "fetch"`` as docs/kubernetes.md sets it up: the
   keytab is in a directory only root can read, and the server fetches its
-  ticket over the hub API and writes its own cache.
+  ticket over the hub API and writes its own cache; its environment names the
+  realm's krb5.conf, as a container image's own would be.
 
 The returned :class:`Served` runs a client as the user with exactly the
 environment of the user's server process (read from /proc), so a test sees
@@ -108,7 +109,10 @@ def served(edge_hub, fetch_hub, krb5_env, keytab_dir, make_user, fetched_caches)
         account = make_user(groups=("hub-users",))
         principal = f"{account.name}@{realm.realm}"
         if mode == "fetch":
-            hub = fetch_hub(extra=extra, realm=realm)
+            # A container brings its own krb5.conf; here the realm's stands in for
+            # it, given to the server as docs/kubernetes.md does (singleuser.extraEnv).
+            site = {"KRB5_CONFIG": realm.env["KRB5_CONFIG"]}
+            hub = fetch_hub(extra=f"{extra}\nc.Spawner.environment.update({site!r})\n", realm=realm)
             add_principal(
                 realm, principal, keytab=os.path.join(keytab_dir, f"{account.name}.keytab")
             )
