@@ -30,7 +30,7 @@ test: setup
 	$(TOX) -e lint,docs
 	@log=$$(mktemp /tmp/make-test-side-XXXXXX); \
 	( rc=0; $(TOX) -e jh5 -- $(JH5_TESTS) || rc=1; $(TOX) -e lowest || rc=1; \
-	  $(VENV)/bin/pytest $(PYTEST_ARGS) $(CONSUMER_TESTS) || rc=1; exit $$rc ) >$$log 2>&1 & side=$$!; \
+	  $(VENV)/bin/pytest $(CONSUMER_TESTS) || rc=1; exit $$rc ) >$$log 2>&1 & side=$$!; \
 	trap 'kill $$side 2>/dev/null; rm -f $$log' INT TERM; \
 	$(VENV)/bin/pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(CONSUMER_TESTS)); suite=$$?; \
 	wait $$side; tox=$$?; \
