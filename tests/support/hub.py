@@ -240,7 +240,8 @@ def hub_factory(ccache_dir):
         workdir = tempfile.mkdtemp(prefix="kerbauth-hub-")
         started.append(workdir)
         hub = start_hub(config, workdir, env=env)
-        started[-1] = (workdir, hub)
+        # By its place, not [-1]: hubs started on two threads at once must not swap entries.
+        started[started.index(workdir)] = (workdir, hub)
         return hub
 
     try:
