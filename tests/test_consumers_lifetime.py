@@ -12,7 +12,8 @@ the server's environment (:meth:`support.served.Served.popen`):
   prove the credentials good at that moment (a service ticket from the KDC);
 - short clients are started back to back for the whole window, so some run
   at every replacement of the cache: ``klist -s``, a new JVM with a JAAS
-  login, and ``psql`` over GSSAPI; none may fail.
+  login, ``curl --negotiate`` against Apache with mod_auth_gssapi and
+  ``psql`` over GSSAPI (tests/support/httpd.py, postgres.py); none may fail.
 
 As root, without following links, the test watches each cache every 50 ms:
 it counts the replacements (a new inode with a new ticket) and asserts the
@@ -215,7 +216,7 @@ class Notebook:
         self.served, self.extra = served, client_env(served)
         options = (
             krb5_conf_option({**served.env, **self.extra}),
-            "-XX:TieredStopAtLevel=1",
+            "-XX:TieredStopAtLevel=1",  # C1 only and one GC thread: a quicker start
             "-XX:+UseSerialGC",
         )
         self.watch = CacheWatch(served)
@@ -297,6 +298,7 @@ def check_notebook(nb, returncode, out):
     assert bad == [], (what, [(r.what, r.returncode, r.output[-500:]) for r in bad[:5]])
     assert not any("Unable to obtain Principal Name" in r.output for r in runs)
     assert all(r.output.strip() == served.name for r in runs if r.what == "psql"), what
+    assert all(r.output.strip() == served.principal for r in runs if r.what == "curl"), what
     # Every kind of client was running at each replacement after they started.
     covered = [(b, a, t) for b, a, t in watch.replacements if b >= nb.clients_started]
     assert len(covered) >= 3, (what, nb.clients_started, watch.replacements)
@@ -317,9 +319,10 @@ def check_notebook(nb, returncode, out):
 
 
 def test_clients_keep_working_for_three_ticket_lives_in_both_deliveries(
-    served, short_realm, java_client, gss_postgres
+    served, short_realm, java_client, gss_postgres, spnego_httpd
 ):
-    postgres = gss_postgres(short_realm)
+    postgres, httpd = gss_postgres(short_realm), spnego_httpd(short_realm)
+    curl = ["curl", "-sS", "-f", "--negotiate", "-u", ":", httpd.url]
     notebooks = []
 
     def notebook(mode):
@@ -328,7 +331,7 @@ def test_clients_keep_working_for_three_ticket_lives_in_both_deliveries(
         postgres.add_role(user.name)
         conninfo = postgres.conninfo(user.name, "require")
         psql = ["psql", "-X", "-A", "-t", "-w", "-c", "select current_user", conninfo]
-        notebooks.append(Notebook(user, java_client, psql=psql))
+        notebooks.append(Notebook(user, java_client, psql=psql, curl=curl))
 
     try:
         # The two servers start side by side (a spawn takes 10-25 s here).
