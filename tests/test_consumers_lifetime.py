@@ -422,3 +422,27 @@ def test_after_kdestroy_the_user_has_their_ticket_within_one_renewal_look(served
     assert renewal_count(user.hub) == renewals + 1
     klist = user.run(["klist", "-s"])
     assert klist.returncode == 0, klist.stderr
+
+
+def test_after_kdestroy_in_a_fetching_server_the_ticket_is_back_within_one_look(served):
+    # With the fetch delivery the cache is in a directory of the server's own, so
+    # kdestroy does remove it; the keeper looks at it every renew_interval (the
+    # hub gives it KERBAUTH_RENEW_INTERVAL) and fetches the ticket again, long
+    # before the ticket itself would be due (a day here).
+    user = served("fetch", extra=f"c.KerberosTickets.renew_interval = {KDESTROY_INTERVAL}\n")
+    assert user.env["KERBAUTH_RENEW_INTERVAL"] == str(KDESTROY_INTERVAL)
+    before, ticket = read_cache(user.ccache)
+    assert ticket.principal == user.principal and ticket.end - time.time() > 3600
+
+    destroy = user.run(["kdestroy"])
+    assert destroy.returncode == 0, destroy.stderr
+    assert read_cache(user.ccache) == (None, None)
+    destroyed = time.monotonic()
+    st, back = wait_for_new_cache(user.ccache, before.st_ino, KDESTROY_INTERVAL + 10)
+    assert time.monotonic() - destroyed <= KDESTROY_INTERVAL + 10
+    assert back.principal == user.principal and back.end > time.time()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode), st.st_nlink) == (user.account.uid, 0o600, 1)
+    klist = user.run(["klist", "-s"])
+    assert klist.returncode == 0, klist.stderr
+    # The server's log says why it fetched again.
+    assert "no longer holds the ticket of" in user.hub.log_text()

@@ -117,6 +117,7 @@ async def test_spawn_sets_only_where_to_fetch_and_where_to_write(
         "KRB5CCNAME": f"FILE:/tmp/kerbauth-fetch-{name}/krb5cc",
         "KERBAUTH_TICKET_URL": "http://10.0.0.5:8081/hub/api/kerbauth/ticket",
         "KERBAUTH_RENEW_MARGIN": "1800",
+        "KERBAUTH_RENEW_INTERVAL": "60",
     }
     # The server makes the directory and writes the ticket, not the hub.
     assert not os.path.exists(f"/tmp/kerbauth-fetch-{name}")

@@ -106,6 +106,7 @@ class FetchDelivery:
             "KRB5CCNAME": f"FILE:{path}",
             "KERBAUTH_TICKET_URL": url_path_join(api_url, TICKET_PATH),
             "KERBAUTH_RENEW_MARGIN": f"{t.renew_margin:g}",
+            "KERBAUTH_RENEW_INTERVAL": f"{t.renew_interval:g}",
         }
 
     async def give(self, user, spawner):

@@ -4,7 +4,7 @@ An image whose server is not a Jupyter server (or that wants the ticket
 before the server starts) runs ``kerbauth-fetch`` once, or ``kerbauth-fetch
 --keep &`` in its entrypoint, in the environment the hub gives the server
 (``KRB5CCNAME``, ``KERBAUTH_TICKET_URL``, ``KERBAUTH_RENEW_MARGIN``,
-``JUPYTERHUB_API_TOKEN``). It is the same keeper as the server extension's
+``KERBAUTH_RENEW_INTERVAL``, ``JUPYTERHUB_API_TOKEN``). It is the same keeper as the server extension's
 (:class:`kerbauth.server.keeper.TicketKeeper`); the exit status says what
 happened (see ``kerbauth-fetch --help``).
 """
@@ -27,7 +27,8 @@ def main(argv=None):
         prog="kerbauth-fetch",
         description="Fetch this server's Kerberos ticket from the hub into $KRB5CCNAME"
         " (KerberosTickets.delivery = 'fetch'). Reads KRB5CCNAME, KERBAUTH_TICKET_URL,"
-        " KERBAUTH_RENEW_MARGIN and JUPYTERHUB_API_TOKEN from the environment the hub gives"
+        " KERBAUTH_RENEW_MARGIN, KERBAUTH_RENEW_INTERVAL and JUPYTERHUB_API_TOKEN from the"
+        " environment the hub gives"
         " the server. Exit status 0 when a ticket was written, 1 when none could be fetched,"
         " 2 for a wrong environment, 3 when KRB5CCNAME names a place that is not yours"
         " (another user's file or directory: nothing is written there).",

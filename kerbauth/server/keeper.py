@@ -7,6 +7,8 @@ host), as the user. The hub gives the server three variables:
   checked by :func:`kerbauth.server.cache_target.open_cache`);
 - ``KERBAUTH_TICKET_URL``: the hub's ``/hub/api/kerbauth/ticket``;
 - ``KERBAUTH_RENEW_MARGIN``: seconds before the end at which to fetch again;
+- ``KERBAUTH_RENEW_INTERVAL``: the longest wait between two looks at the
+  cache (the hub's ``renew_interval``);
 
 and JupyterHub itself gives it ``JUPYTERHUB_API_TOKEN``, which authenticates
 the request (:func:`kerbauth.server.hub_client.fetch_ticket`).
@@ -17,22 +19,36 @@ end (or at half its life, for a short one); a failing fetch is retried with a
 capped exponential backoff with jitter (1, 2, 4, ... up to ``max_backoff``
 seconds, so servers that failed together do not all come back together),
 logged once per streak with its cause, and once more when it works again.
-The keeper never raises into its caller: the server goes on without a ticket
-until one comes.
+Between two fetches the keeper looks at the cache every ``interval`` seconds,
+as the hub looks at the caches it writes: a cache that no longer holds a
+valid ticket of the principal it wrote (the user ran ``kdestroy``, or
+``kinit`` as someone else) gets the ticket again at once. What is due is
+decided from the keeper's own record of what it fetched; the file only ever
+makes a fetch come sooner. The keeper never raises into its caller: the
+server goes on without a ticket until one comes.
 """
 
 import random
 import threading
 import time
 
+from kerbauth.core.ccache import read_ccache
 from kerbauth.core.policy import FailureStreak, due_time
 from kerbauth.server.cache_target import ccache_target, open_cache
 from kerbauth.server.errors import FetchError, UnsafeCacheTarget
 from kerbauth.server.hub_client import ENV_URL, fetch_ticket, ssl_context_from_environ
 
-__all__ = ["ENV_MARGIN", "MIN_DELAY", "TicketKeeper", "keeper_from_environ", "next_fetch_delay"]
+__all__ = [
+    "ENV_INTERVAL",
+    "ENV_MARGIN",
+    "MIN_DELAY",
+    "TicketKeeper",
+    "keeper_from_environ",
+    "next_fetch_delay",
+]
 
 ENV_MARGIN = "KERBAUTH_RENEW_MARGIN"
+ENV_INTERVAL = "KERBAUTH_RENEW_INTERVAL"
 MIN_DELAY = 5.0  # seconds between two fetches when all goes well
 
 
@@ -60,6 +76,7 @@ class TicketKeeper:
         token,
         target,
         margin=1800.0,
+        interval=60.0,
         max_backoff=60.0,
         timeout=30.0,
         ssl_context=None,
@@ -73,11 +90,13 @@ class TicketKeeper:
         self.target = target
         self.on_unsafe = on_unsafe
         self.margin = margin
+        self.interval = interval
         self.timeout = timeout
         self.rng = rng
         self.log = log
         self.streak = FailureStreak(max_backoff=max_backoff)
         self.fetched = 0
+        self.written = None  # the TicketTimes of the last ticket written, while it is good
         self.stopped = threading.Event()
         self.thread = None
 
@@ -98,7 +117,19 @@ class TicketKeeper:
             old.remove()  # only what is ours there goes
             self.target.write(data)
         self.fetched += 1
+        self.written = times
         return times
+
+    def cache_holds_ticket(self):
+        """Whether the cache still holds a valid ticket of the principal last written."""
+        written = self.written
+        if written is None:
+            return False
+        try:
+            found = read_ccache(self.path)
+        except Exception:  # noqa: BLE001 - missing, emptied, unreadable: all mean no ticket
+            return False
+        return found.principal == written.principal and found.end > time.time()
 
     @property
     def path(self):
@@ -109,6 +140,7 @@ class TicketKeeper:
         try:
             times = self.fetch_once()
         except Exception as e:  # noqa: BLE001 - a failure must never reach the server
+            self.written = None
             delay = self.streak.failed(time.monotonic(), rng=self.rng)
             if self.streak.first:
                 self.log.warning(
@@ -137,8 +169,25 @@ class TicketKeeper:
 
     def run(self):
         while not self.stopped.is_set():
-            delay = self.step()
-            self.stopped.wait(delay)
+            self.wait(self.step())
+
+    def wait(self, delay):
+        """Wait ``delay`` seconds, or less when the cache loses the ticket meanwhile
+        (looked at every ``interval`` seconds, and only after a fetch that worked)."""
+        until = time.monotonic() + delay
+        while not self.stopped.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            if self.stopped.wait(min(left, self.interval)):
+                return
+            if self.written is not None and not self.cache_holds_ticket():
+                self.log.info(
+                    "kerbauth: %s no longer holds the ticket of %s; fetching it again",
+                    self.path,
+                    self.written.principal,
+                )
+                return
 
     def start(self):
         """Run in a daemon thread (it never blocks the server's start or its stop)."""
@@ -172,17 +221,27 @@ def keeper_from_environ(environ, log, target=None, **kwargs):
     if not url:
         return None
     path = ccache_target(environ.get("KRB5CCNAME", ""))
-    try:
-        margin = float(environ.get(ENV_MARGIN) or 1800)
-    except ValueError:
-        raise FetchError(f"{ENV_MARGIN}={environ.get(ENV_MARGIN)!r} is not a number") from None
+    margin = _seconds(environ, ENV_MARGIN, 1800.0)
+    interval = _seconds(environ, ENV_INTERVAL, 60.0)
     ssl_context = ssl_context_from_environ(environ)
     return TicketKeeper(
         url=url,
         token=environ.get("JUPYTERHUB_API_TOKEN", ""),
         target=open_cache(path) if target is None else target,
         margin=margin,
+        interval=interval,
         ssl_context=ssl_context,
         log=log,
         **kwargs,
     )
+
+
+def _seconds(environ, name, default):
+    value = environ.get(name)
+    try:
+        seconds = float(value or default)
+    except ValueError:
+        raise FetchError(f"{name}={value!r} is not a number") from None
+    if not seconds > 0:
+        raise FetchError(f"{name}={value!r} is not a positive number of seconds")
+    return seconds
