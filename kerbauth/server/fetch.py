@@ -4,9 +4,9 @@ An image whose server is not a Jupyter server (or that wants the ticket
 before the server starts) runs ``kerbauth-fetch`` once, or ``kerbauth-fetch
 --keep &`` in its entrypoint, in the environment the hub gives the server
 (``KRB5CCNAME``, ``KERBAUTH_TICKET_URL``, ``KERBAUTH_RENEW_MARGIN``,
-``KERBAUTH_RENEW_INTERVAL``, ``JUPYTERHUB_API_TOKEN``). It is the same keeper as the server extension's
-(:class:`kerbauth.server.keeper.TicketKeeper`); the exit status says what
-happened (see ``kerbauth-fetch --help``).
+``KERBAUTH_RENEW_INTERVAL``, ``JUPYTERHUB_API_TOKEN``). It is the same keeper
+as the server extension's (:class:`kerbauth.server.keeper.TicketKeeper`); the
+exit status says what happened (see ``kerbauth-fetch --help``).
 """
 
 import argparse
