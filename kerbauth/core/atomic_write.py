@@ -44,24 +44,26 @@ def temp_pid(name):
     return int(pid) if pid.isdigit() else None
 
 
-def atomic_write(dir_fd, name, data, *, directory, uid=-1, gid=-1):
+def atomic_write(dir_fd, name, data, *, directory, uid=-1, gid=-1, mode=0o600, what="cache"):
     """Put ``data`` at ``name`` in the directory ``dir_fd`` atomically, mode 0600.
 
     ``uid``/``gid`` (-1: unchanged) become the file's owner, set on the
     descriptor before a byte is written. ``directory`` is the directory's path,
-    for messages. Returns the final path; raises :class:`CcacheError`.
+    and ``what`` the kind of file, for messages; ``mode`` is for a file that is
+    no ticket (a kernelspec's kernel.json is 0644). Returns the final path;
+    raises :class:`CcacheError`.
     """
     tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
     target = os.path.join(directory, name)
     try:
         fd = os.open(tmp, _CREATE, 0o600, dir_fd=dir_fd)
     except OSError as e:
-        raise CcacheError(f"cannot create a new cache in {directory}: {e.strerror}") from None
+        raise CcacheError(f"cannot create a new {what} in {directory}: {e.strerror}") from None
     try:
         try:
             if (uid, gid) != (-1, -1):
                 os.fchown(fd, uid, gid)
-            os.fchmod(fd, 0o600)  # whatever the umask
+            os.fchmod(fd, mode)  # whatever the umask
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -74,9 +76,9 @@ def atomic_write(dir_fd, name, data, *, directory, uid=-1, gid=-1):
             os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
-        raise CcacheError(f"cannot write the cache {target}: {e.strerror}") from None
+        raise CcacheError(f"cannot write the {what} {target}: {e.strerror}") from None
     try:
         os.fsync(dir_fd)
     except OSError as e:
-        raise CcacheError(f"cannot flush the cache directory {directory}: {e.strerror}") from None
+        raise CcacheError(f"cannot flush the {what} directory {directory}: {e.strerror}") from None
     return target

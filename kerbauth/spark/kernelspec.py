@@ -13,12 +13,13 @@ import glob
 import json
 import os
 import re
-import secrets
 import shlex
 import stat
 import subprocess
 import sys
 
+from kerbauth.core.atomic_write import atomic_write
+from kerbauth.core.errors import CcacheError
 from kerbauth.spark.hadoop import HadoopConfError, check_kerberos
 
 __all__ = ["KernelspecError", "add_arguments", "run", "build", "install", "kernels_dir"]
@@ -395,24 +396,11 @@ def is_ours(data):
 
 
 def write(dir_fd, data, path):
-    """``data`` at kernel.json in ``dir_fd``: a new file, mode 0644, renamed over it."""
-    tmp = f".kernel.json-{os.getpid()}-{secrets.token_hex(8)}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    """``data`` at kernel.json in ``dir_fd``: a new file, mode 0644, renamed over it
+    (kerbauth's one atomic write, :func:`kerbauth.core.atomic_write.atomic_write`)."""
     try:
-        fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
-        try:
-            os.fchmod(fd, 0o644)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, "kernel.json", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
-    except OSError as e:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except OSError:
-            pass
-        raise KernelspecError(f"cannot write {path}: {e.strerror}") from None
+        atomic_write(
+            dir_fd, "kernel.json", data, directory=os.path.dirname(path), mode=0o644, what="kernel"
+        )
+    except CcacheError as e:
+        raise KernelspecError(str(e)) from None
