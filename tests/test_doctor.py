@@ -9,35 +9,15 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
 from kerbauth import doctor
+from support.doctor import run_doctor
 from support.realm import add_principal, start_realm
 
-KERBAUTH = os.path.join(os.path.dirname(sys.executable), "kerbauth")
-
-
 # --- helpers ---------------------------------------------------------------------------
-
-
-def run_doctor(config_file, env, *args):
-    """``(exit status, {check: (status, line)}, output)`` of ``kerbauth doctor``."""
-    result = subprocess.run(
-        [KERBAUTH, "doctor", "-f", config_file, "--timeout", "3", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = {}
-    for line in result.stdout.splitlines()[1:]:
-        status, name, _ = line.split(maxsplit=2)
-        lines[name] = (status, line)
-    return result.returncode, lines, result.stdout + result.stderr
 
 
 def write_config(path, authenticator="kerberos-pam", **options):

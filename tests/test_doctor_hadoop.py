@@ -8,39 +8,20 @@ the fault and its hint.
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import pytest
 
+from support.doctor import run_doctor
 from support.realm import add_principal, start_realm
 
-KERBAUTH = os.path.join(os.path.dirname(sys.executable), "kerbauth")
 KERBEROS_CORE_SITE = """<?xml version="1.0"?>
 <configuration>
   <property><name>hadoop.security.authentication</name><value>kerberos</value></property>
 </configuration>
 """
 SIMPLE_CORE_SITE = KERBEROS_CORE_SITE.replace(">kerberos<", ">simple<")
-
-
-def run_doctor(config_file, env, *args):
-    """``(exit status, {check: (status, line)}, output)``, asserting one line per check."""
-    result = subprocess.run(
-        [KERBAUTH, "doctor", "-f", config_file, "--timeout", "3", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    lines = {}
-    for line in result.stdout.splitlines()[1:]:
-        status, name, _ = line.split(maxsplit=2)
-        assert status in ("ok", "problem", "skip"), result.stdout  # nothing but result lines
-        lines[name] = (status, line)
-    return result.returncode, lines, result.stdout + result.stderr
 
 
 @pytest.fixture
