@@ -12,7 +12,10 @@ JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.p
 # The consumer tests (issue 13: JVMs, pyspark, Apache, PostgreSQL, a 3-minute
 # window of 1-minute tickets) run in the side stream, after lowest, in the venv
 # (pyspark is only there): most of their time is waiting on a JVM or a clock.
-CONSUMER_TESTS ?= $(sort $(wildcard tests/test_consumers*.py tests/test_spark_*.py))
+# The kernelspec's and the doctor's Hadoop tests (a JVM or two each) go with them:
+# the side stream is the shorter one.
+CONSUMER_TESTS ?= $(sort $(wildcard tests/test_consumers*.py tests/test_spark_*.py)) \
+	tests/test_kernelspec.py tests/test_doctor_hadoop.py
 
 .PHONY: setup test lint format docs demo clean
 
