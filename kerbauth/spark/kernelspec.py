@@ -363,7 +363,13 @@ def make_dirs(directory):
         os.mkdir(directory, 0o755)
     except FileExistsError:
         return
-    os.chmod(directory, 0o755)  # noqa: S103 (a kernel is read by every user)
+    # The mode on the directory just made, by descriptor (a link put there since
+    # is not followed: the open fails).
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchmod(fd, 0o755)  # noqa: S103 (a kernel is read by every user)
+    finally:
+        os.close(fd)
 
 
 def read_existing(dir_fd, path):
