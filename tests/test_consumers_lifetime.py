@@ -200,15 +200,6 @@ class Clients:
             thread.join(timeout=90)
 
 
-def client_env(served):
-    """What the user's clients get on top of the server's environment: nothing when the
-    server names the realm's krb5.conf (keytab mode); in the fetch mode, KRB5_CONFIG
-    stands in for the krb5.conf a container image has at /etc/krb5.conf."""
-    if "KRB5_CONFIG" in served.env:
-        return {}
-    return {"KRB5_CONFIG": served.realm.env["KRB5_CONFIG"]}
-
-
 class Notebook:
     """One user's server under test: its cache watch, long-lived JVM and short clients.
 
@@ -220,9 +211,9 @@ class Notebook:
     """
 
     def __init__(self, served, java_client, **streams):
-        self.served, self.extra = served, client_env(served)
+        self.served = served
         options = (
-            krb5_conf_option({**served.env, **self.extra}),
+            krb5_conf_option(served.env),
             "-XX:TieredStopAtLevel=1",  # C1 only and one GC thread: a quicker start
             "-XX:+UseSerialGC",
         )
@@ -230,7 +221,7 @@ class Notebook:
         self.until = self.watch.first.start + WINDOW
         seconds = str(int(self.until - time.time()) + 1)
         argv = java_client("LongLived", SERVICE, seconds, str(JVM_EVERY_MS), jvm_options=options)
-        self.jvm = served.popen(argv, env=self.extra, stderr=subprocess.STDOUT)
+        self.jvm = served.popen(argv, stderr=subprocess.STDOUT)
         self.jvm_started = time.time()
         self.output, self.logged_in = [], threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -250,7 +241,7 @@ class Notebook:
         self.logged_in.wait(max(0, self.watch.first.end - MARGIN - time.time()))
         self.clients_started = time.time()
         self.clients = Clients(
-            lambda argv: self.served.run(argv, env=self.extra, timeout=60),
+            lambda argv: self.served.run(argv, timeout=60),
             self.until,
             {"klist -s": ["klist", "-s"], "jvm jaas": self.short_jvm, **self.streams},
         )

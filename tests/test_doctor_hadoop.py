@@ -13,14 +13,10 @@ import tempfile
 
 import pytest
 
+from support.consumers import CORE_SITE as KERBEROS_CORE_SITE
 from support.doctor import run_doctor
 from support.realm import add_principal, start_realm
 
-KERBEROS_CORE_SITE = """<?xml version="1.0"?>
-<configuration>
-  <property><name>hadoop.security.authentication</name><value>kerberos</value></property>
-</configuration>
-"""
 SIMPLE_CORE_SITE = KERBEROS_CORE_SITE.replace(">kerberos<", ">simple<")
 
 

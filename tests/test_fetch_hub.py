@@ -34,6 +34,7 @@ from kerbauth.hub.api import SCOPE
 from support.edge import server_environment
 from support.fetch import default_cache, docs_roles_snippet, fetch_config
 from support.realm import add_principal, start_realm
+from support.served import wait_for_ticket
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 TICKET = "/hub/api/kerbauth/ticket"
@@ -69,17 +70,6 @@ def wait_for(condition, deadline, what):
             return result
         time.sleep(0.2)
     raise AssertionError(f"not within {deadline} s: {what}")
-
-
-def wait_for_ticket(path, principal, deadline=60, newer_than=0):
-    def ready():
-        try:
-            ticket = read_ccache(path)
-        except Exception:  # noqa: BLE001 - not there yet
-            return None
-        return ticket if ticket.principal == principal and ticket.end > newer_than else None
-
-    return wait_for(ready, deadline, f"a ticket of {principal} in {path}")
 
 
 def get_ticket(hub, token=None, **kwargs):

@@ -21,18 +21,11 @@ import tempfile
 
 import pytest
 
+from support.consumers import CORE_SITE
 from support.kernel import running_kernel, user_token
 
 BIN = os.path.dirname(sys.executable)
 KERNEL = "pyspark-kerbauth-tests"
-CORE_SITE = """<?xml version="1.0"?>
-<configuration>
-  <property>
-    <name>hadoop.security.authentication</name>
-    <value>kerberos</value>
-  </property>
-</configuration>
-"""
 # Run in the kernel: what the notebook's Python and its driver's JVM see, as one JSON line.
 PROBE = """
 import json, os
