@@ -206,13 +206,14 @@ def _wait_ready(hub, deadline):
         raise
 
 
-def start_hub(config, workdir, env=None, deadline=60):
-    """A started :class:`Hub` for ``config`` (text), working in ``workdir``."""
+def start_hub(config, workdir, env=None, deadline=60, after=""):
+    """A started :class:`Hub` for ``config`` (text), working in ``workdir``; ``after`` is
+    config that must come after the test's own lines (a database of the test's own, say)."""
     port = _free_port()
     token = secrets.token_hex(16)
     path = os.path.join(workdir, "jupyterhub_config.py")
     with open(path, "w") as f:
-        f.write(config + "\n" + _infrastructure(workdir, port, token))
+        f.write(config + "\n" + _infrastructure(workdir, port, token) + "\n" + after)
     hub_env = {
         k: v
         for k, v in os.environ.items()
@@ -229,17 +230,18 @@ def start_hub(config, workdir, env=None, deadline=60):
 
 @pytest.fixture
 def hub_factory(ccache_dir):
-    """``hub_factory(config, env=None)``: a running :class:`Hub`; all are stopped at teardown.
+    """``hub_factory(config, env=None, after="")``: a running :class:`Hub`; all are stopped
+    at teardown.
 
     It asks for ``ccache_dir`` so that a test's cache directory is removed only
     after its hubs have stopped: a hub still renewing would make it again.
     """
     started = []
 
-    def factory(config, env=None):
+    def factory(config, env=None, after=""):
         workdir = tempfile.mkdtemp(prefix="kerbauth-hub-")
         started.append(workdir)
-        hub = start_hub(config, workdir, env=env)
+        hub = start_hub(config, workdir, env=env, after=after)
         # By its place, not [-1]: hubs started on two threads at once must not swap entries.
         started[started.index(workdir)] = (workdir, hub)
         return hub
