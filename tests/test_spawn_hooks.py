@@ -14,6 +14,7 @@ from traitlets.config import Config
 
 from kerbauth import KerberosPAMAuthenticator
 from kerbauth.core.errors import TicketError
+from kerbauth.hub.refusal import SpawnException
 from support.dirs import small_tmpfs
 from support.realm import add_principal, klist
 
@@ -76,7 +77,9 @@ async def test_missing_keytab_refuses_the_spawn_and_logs_the_file(setup, caplog)
     assert isinstance(info.value, web.HTTPError) and info.value.status_code == 500
     assert info.value.cause == "keytab"
     message = info.value.jupyterhub_message
-    assert info.value.log_message == message
+    # The user's message; JupyterHub 6 logs a SpawnException's log_message, the cause.
+    logged = message if SpawnException is None else f"keytab: {info.value.detail}"
+    assert info.value.log_message == logged
     assert message.startswith("No Kerberos ticket could be obtained for you")
     assert "no usable keytab" in message
     assert keytab not in message, "the user is not shown server paths"
