@@ -11,6 +11,7 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from jupyterhub import version_info as jupyterhub_version
 from jupyterhub.auth import Authenticator
 from tornado import web
 
@@ -23,7 +24,7 @@ from kerbauth.core.errors import TicketError
 from kerbauth.core.names import InvalidUsername, check_username, log_safe
 from kerbauth.hub.tickets import KerberosTickets
 
-__all__ = ["KerberosLDAPAuthenticator", "UNAVAILABLE_MESSAGE"]
+__all__ = ["KerberosLDAPAuthenticator", "UNAVAILABLE_MESSAGE", "user_info_from"]
 
 # How long past login_timeout the event loop waits for the login's thread
 # before answering 503 itself: the thread keeps to the deadline on its own;
@@ -36,6 +37,18 @@ UNAVAILABLE_MESSAGE = (
 )
 
 
+def user_info_from(attributes, mapping):
+    """``user_info`` from an entry's ``attributes``: each key of ``mapping`` with the first
+    value of its attribute (names compared without case); a key without a value is left out."""
+    found = {name.lower(): values for name, values in attributes.items()}
+    info = {}
+    for key, attribute in mapping.items():
+        values = [v.strip() for v in found.get(attribute.lower(), []) if v.strip()]
+        if values:
+            info[key] = values[0]
+    return info
+
+
 class KerberosLDAPAuthenticator(LDAPOptions, LoginLimits, KerberosTickets, Authenticator):
     """Log in with an LDAP bind; each server gets the user's Kerberos ticket.
 
@@ -45,6 +58,10 @@ class KerberosLDAPAuthenticator(LDAPOptions, LoginLimits, KerberosTickets, Authe
     certificate verified, with connect and receive timeouts, failing over
     to the next of ``server_address`` when a server cannot be used.
     """
+
+    # JupyterHub 6 keeps a login's "user_info" on the user (user_info_attributes); 5.x
+    # has none: there the attributes are not read, and no user_info is sent.
+    sends_user_info = jupyterhub_version >= (6,)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -162,6 +179,8 @@ class KerberosLDAPAuthenticator(LDAPOptions, LoginLimits, KerberosTickets, Authe
             },
         }
         model = {"name": hub_name, "auth_state": auth_state}
+        if self.sends_user_info and self.user_info_attributes:
+            model["user_info"] = user_info_from(result.attributes, self.user_info_attributes)
         if result.groups is not None:
             auth_state.update(group_policy.groups_state(result.groups))
             if self.manage_groups:

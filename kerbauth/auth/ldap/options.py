@@ -1,15 +1,14 @@
 """The LDAP login's options: declared here, checked and read by :mod:`.settings`.
 
-:class:`LDAPOptions` is a mixin of :class:`~kerbauth.KerberosLDAPAuthenticator`;
-its options are written ``c.KerberosLDAPAuthenticator.*``. A single option is
-checked by its trait type when it is set; the rules between options are
-checked at start-up (:func:`kerbauth.auth.ldap.settings.check`), and the
-options become the plain settings the directory code takes
-(:func:`kerbauth.auth.ldap.settings.build`). Every refusal is a
+:class:`LDAPOptions` is a mixin of :class:`~kerbauth.KerberosLDAPAuthenticator`; its options
+are written ``c.KerberosLDAPAuthenticator.*``. A single option is checked by its trait type
+when it is set; the rules between options are checked at start-up
+(:func:`kerbauth.auth.ldap.settings.check`), and the options become the plain settings the
+directory code takes (:func:`kerbauth.auth.ldap.settings.build`). Every refusal is a
 :class:`~kerbauth.core.errors.ConfigError` naming the option.
 """
 
-from traitlets import All, Bool, Set, Unicode, observe, validate
+from traitlets import All, Bool, Dict, Set, Unicode, observe, validate
 from traitlets.config import LoggingConfigurable
 
 from kerbauth.auth.ldap import settings
@@ -327,6 +326,20 @@ class LDAPOptions(LoggingConfigurable):
         ``["mail", "displayName"]``.
 
         .. versionadded:: 0.1
+        """,
+    )
+    user_info_attributes = Dict(
+        value_trait=Unicode(),
+        default_value={"display_name": "displayName", "email": "mail"},
+        config=True,
+        help="""
+        JupyterHub 6: the user's ``user_info``, each key from the first value of an
+        attribute of their entry, sent at every login (an attribute the entry lacks
+        leaves its key out; empty: none is sent; JupyterHub 5 has no user_info). Not
+        secret: the REST API shows it to whoever may read the user's name, and their
+        servers show ``display_name``. Example: ``{"display_name": "cn"}``.
+
+        .. versionadded:: 0.2
         """,
     )
     owner_from_ldap = Bool(

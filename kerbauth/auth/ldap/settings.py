@@ -10,6 +10,7 @@ naming the full option and the fix; :func:`build` reads the options into the
 """
 
 import os
+import re
 
 from kerbauth.auth.ldap.connection import Directory, tls_context
 from kerbauth.auth.ldap.queries import UserQuery, check_filter_template, directory_name
@@ -64,6 +65,20 @@ def check(options):
     _check_username_map(options)
     _check_tls(options)
     _check_filters(options)
+    _check_user_info(options)
+
+
+# An attribute description (RFC 4512): a name or an OID, with options (";lang-de").
+_ATTRIBUTE = re.compile(r"([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)*)(;[A-Za-z0-9-]+)*")
+
+
+def _check_user_info(options):
+    for key, attribute in options.user_info_attributes.items():
+        if not key or not _ATTRIBUTE.fullmatch(attribute):
+            raise ConfigError(
+                f"{NAME}.user_info_attributes: {key!r}: {attribute!r} is not a user_info key"
+                " mapped to an LDAP attribute name"
+            )
 
 
 def _check_tls(options):
@@ -151,6 +166,9 @@ def build(options):
     attributes = list(options.auth_state_attributes)
     if options.owner_from_ldap:
         attributes += [options.uid_number_attribute, options.gid_number_attribute]
+    # The authenticator says whether it sends user_info (JupyterHub 6 keeps it; 5.x has none).
+    if getattr(options, "sends_user_info", False):
+        attributes += [a for a in options.user_info_attributes.values() if a not in attributes]
     query = UserQuery(
         bind_dn_templates=[] if options.lookup_dn else list(options.bind_dn_template),
         search_base=options.user_search_base if options.lookup_dn else "",
