@@ -322,7 +322,10 @@ def test_one_hub_under_two_names_through_nginx(
         # as the Host, and refuses the page's own websocket as cross-origin.
         without_host = _variant(page_site, r"\n *proxy_set_header Host \$http_host;", "")
         with _variant_browser(nginx_factory, without_host, tls, hub, first) as browser:
+            assert browser.get(f"/user/{user}/lab").status_code == 200  # the page still loads
             assert browser.refused_websocket(channels, browser.base) == 403
+            refused = browser.api("POST", user, "kernels", json={"name": "python3"})
+            assert refused.status_code == 404, (refused.status_code, refused.text)
         # Why it does not blank Origin: a foreign page's websocket would be let in.
         blank = _variant(
             page_site, r"( *)(proxy_set_header Upgrade)", r'\1proxy_set_header Origin "";\n\1\2'
