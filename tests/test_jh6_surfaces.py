@@ -168,7 +168,7 @@ def test_a_spawn_without_a_keytab_is_a_spawn_failure_with_the_users_message(slap
             assert after[failed] == before.get(failed, 0) + 1, after
 
 
-def test_the_refusal_is_a_spawn_exception_on_jupyterhub_6():
+def test_the_refusal_is_a_spawn_exception_on_6_and_an_http_error_on_5():
     error = TicketError("kdc_unreachable", "alice@EXAMPLE.ORG: Cannot contact any KDC")
     refusal = SpawnRefused(error)
     assert isinstance(refusal, web.HTTPError) and isinstance(refusal, TicketError)
