@@ -572,8 +572,10 @@ def _healthy(hub):
 
 
 def chart_values():
+    """The page's ``config.yaml`` (its other ``yaml`` blocks are values files that go after it)."""
     with open(os.path.join(DOCS, "kubernetes.md")) as f:
-        (text,) = re.findall(r"^```yaml\n(.*?)^```", f.read(), re.DOTALL | re.MULTILINE)
+        blocks = re.findall(r"^```yaml\n(.*?)^```", f.read(), re.DOTALL | re.MULTILINE)
+    (text,) = [block for block in blocks if block.startswith("# config.yaml:")]
     return yaml.safe_load(text)
 
 

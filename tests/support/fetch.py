@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 
+import jupyterhub
 import pytest
 
 import support.hub
@@ -22,10 +23,15 @@ DOCS = os.path.join(ROOT, "docs")
 
 
 def docs_roles_snippet():
-    """The jupyterhub_config.py lines of docs/kubernetes.md that give servers the scope."""
+    """The jupyterhub_config.py lines of docs/kubernetes.md that give servers the scope.
+
+    The page has one snippet per JupyterHub major version; this is the installed one's.
+    """
     with open(os.path.join(DOCS, "kubernetes.md")) as f:
         text = f.read()
-    match = re.search(r"```python\n(# The scope servers need.*?)```", text, re.DOTALL)
+    major = jupyterhub.version_info[0]
+    pattern = rf"```python\n(# The scope servers need[^\n]*JupyterHub {major}\.\n.*?)```"
+    match = re.search(pattern, text, re.DOTALL)
     assert match, "docs/kubernetes.md lost its scope snippet"
     assert SCOPE in match.group(1)
     return match.group(1)
