@@ -103,14 +103,17 @@ class Hub:
             time.sleep(0.2)
         raise AssertionError(f"the server of {name} never became ready:\n{self.log_text()[-6000:]}")
 
-    def restart(self, deadline=60):
+    def restart(self, deadline=60, while_stopped=None):
         """Stop the hub process (SIGTERM) and start it again on the same config and database.
 
         With ``c.JupyterHub.cleanup_servers = False`` in the config, the
         users' servers keep running meanwhile, as in a hub upgrade.
+        ``while_stopped()``, when given, runs between the two, the old process gone.
         """
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(30)
+        if while_stopped is not None:
+            while_stopped()
         self.process = _launch(self.config_path, self.workdir, self.env, self.log_path)
         _wait_ready(self, deadline)
 
