@@ -1,11 +1,13 @@
 """The hub on a real external database (MariaDB, PostgreSQL), restarted, as docs/database.md has it.
 
-For each database: the PAM edge-node example with ``password_tickets``, its
-``db_url`` pointing at a private server of the test's own
-(support.hubdb), ``JUPYTERHUB_CRYPT_KEY`` and a fixed cookie secret
+For each database: the PAM edge-node example with ``password_tickets`` and
+the page's configuration lines (its ``db_url``, naming a private server of
+the test's own that support.hubdb set up with the page's statements, and the
+password read from ``$CREDENTIALS_DIRECTORY``, where systemd's
+``LoadCredential=`` puts it), ``JUPYTERHUB_CRYPT_KEY``, a fixed cookie secret
 (``JPY_COOKIE_SECRET``; no cookie secret file), and the users' servers kept
 running across a hub restart (``cleanup_servers = False``). The realm's
-tickets live 30 s and are renewable for 10 minutes, so the hub renews within
+tickets live 45 s and are renewable for 10 minutes, so the hub renews within
 the test.
 
 A user logs in through the form and starts a server holding the ticket of
@@ -23,9 +25,12 @@ auth_state column does hold the encrypted ticket.
 import base64
 import json
 import os
+import re
 import secrets
+import shutil
 import struct
 import subprocess
+import tempfile
 
 import pytest
 import sqlalchemy
@@ -33,18 +38,24 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from kerbauth.core.ccache import parse_ccache, read_ccache, read_ccache_bytes
 from kerbauth.hub.tickets import AUTH_STATE_KEY
+from support import hubdb
 from support.edge import example_config, server_environment, wait_for
 from support.hubdb import KINDS
 from support.realm import start_realm
 from support.served import wait_for_ticket
 
-LIFE = 30  # seconds: the realm's max_life
+PAGE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "database.md"
+)
+# The realm's max_life: longer than a busy host's login, spawn and restart take together
+# (the restarted hub must find the ticket unexpired to renew it), renewed at 27 s.
+LIFE = 45
 RENEWABLE = 600  # seconds: the realm's max_renewable_life
 CONFIG = f"""
 c.KerberosTickets.principal_template = "{{username}}@{{realm}}"
 c.KerberosTickets.password_tickets = True
 c.KerberosTickets.renew_lifetime = {RENEWABLE}
-c.KerberosTickets.renew_margin = 10
+c.KerberosTickets.renew_margin = 18
 c.KerberosTickets.renew_interval = 1
 c.KerberosTickets.renew_max_backoff = 2
 c.Authenticator.enable_auth_state = True
@@ -64,6 +75,40 @@ def short_realm():
         yield k5
     finally:
         k5.stop()
+
+
+# --- the page's configuration ------------------------------------------------------
+
+
+def blocks(language):
+    """The fenced blocks of ``language`` on docs/database.md."""
+    with open(PAGE) as f:
+        return re.findall(rf"^```{language}\n(.*?)^```$", f.read(), re.DOTALL | re.MULTILINE)
+
+
+DOCUMENTED_ADDRESS = {
+    "mariadb": "db.corp.example.com:3306",
+    "postgresql": "db.corp.example.com:5432",
+}
+
+
+def documented_config(database):
+    """The page's configuration lines for ``database``: the password read from
+    ``$CREDENTIALS_DIRECTORY``, then its ``db_url`` (the test's server in place of the
+    page's)."""
+    (password,) = [b for b in blocks("python") if "CREDENTIALS_DIRECTORY" in b]
+    (url,) = [b for b in blocks("python") if f"{database.driver}://" in b and "db_url" in b]
+    address = DOCUMENTED_ADDRESS[database.kind]
+    assert url.count(address) == 1, url
+    return password + "\n" + url.replace(address, f"127.0.0.1:{database.port}")
+
+
+def test_the_page_gives_the_statements_the_databases_are_set_up_with():
+    assert hubdb.MARIADB_SETUP in blocks("sql")
+    assert hubdb.POSTGRES_SETUP in blocks("text")
+    assert hubdb.POSTGRES_HBA in blocks("text")
+    (line,) = [b for b in blocks("ini") if "LoadCredential=jupyterhub-db-password:" in b]
+    assert line.strip().endswith(":/etc/jupyterhub/jupyterhub-db-password")
 
 
 # --- what must not be in the database in clear ---------------------------------------
@@ -179,18 +224,28 @@ def test_password_tickets_and_sessions_survive_a_hub_restart(
     principal = f"{user.name}@{short_realm.realm}"
     short_realm.addprinc(principal, user.password)
     old_key, new_key = secrets.token_hex(32), secrets.token_hex(32)
-    hub = hub_factory(
-        example_config(ccache_dir, CONFIG),
-        env={
-            "JUPYTERHUB_PAM_SERVICE": pam_service(),
-            "KRB5_CONFIG": short_realm.env["KRB5_CONFIG"],
-            "JUPYTERHUB_CRYPT_KEY": old_key,
-            "JPY_COOKIE_SECRET": secrets.token_hex(32),
-        },
-        after=f"c.JupyterHub.db_url = {database.url!r}\n",
-    )
+    # The database's password where systemd's LoadCredential= would put it.
+    credentials = tempfile.mkdtemp(prefix="kerbauth-credentials-")
     engine = database.engine()
     try:
+        fd = os.open(
+            os.path.join(credentials, "jupyterhub-db-password"),
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+            0o600,
+        )
+        with os.fdopen(fd, "w") as f:
+            f.write(database.password + "\n")
+        hub = hub_factory(
+            example_config(ccache_dir, CONFIG),
+            env={
+                "JUPYTERHUB_PAM_SERVICE": pam_service(),
+                "KRB5_CONFIG": short_realm.env["KRB5_CONFIG"],
+                "JUPYTERHUB_CRYPT_KEY": old_key,
+                "JPY_COOKIE_SECRET": secrets.token_hex(32),
+                "CREDENTIALS_DIRECTORY": credentials,
+            },
+            after=documented_config(database),
+        )
         session, response = hub.login_session(user.name, user.password)
         assert response.status_code == 302, response.text
         hub.start_server(user.name)
@@ -206,10 +261,11 @@ def test_password_tickets_and_sessions_survive_a_hub_restart(
         # The restart: the same database and cookie secret, a new crypt key in front.
         hub.env["JUPYTERHUB_CRYPT_KEY"] = f"{new_key};{old_key}"
         restarted_at = len(hub.log_text())
-        hub.restart()
-        assert hub.server(user.name)["state"]["pid"] == pid, "the same server, still running"
-        at_restart = read_ccache(path)
-        caches.append(read_ccache_bytes(path))
+        # What the old hub left in the cache, read while no hub runs.
+        hub.restart(while_stopped=lambda: caches.append(read_ccache_bytes(path)))
+        at_restart = parse_ccache(caches[-1])
+        server = hub.server(user.name)
+        assert server and server["state"]["pid"] == pid, "the same server, still running"
 
         # The session from before the restart still works: no new login.
         home = session.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=30)
@@ -270,6 +326,7 @@ def test_password_tickets_and_sessions_survive_a_hub_restart(
             "the check finds the ticket where it is in clear"
         )
         assert leaks(everything, named) == []
+        named.append(("the database's password", database.password.encode()))
         assert leaks(hub.log_text().encode(), named) == []
         if kind == "mariadb":
             with engine.connect() as connection:
@@ -282,3 +339,4 @@ def test_password_tickets_and_sessions_survive_a_hub_restart(
                 assert set(collations) == {"utf8mb4_unicode_ci"}
     finally:
         engine.dispose()
+        shutil.rmtree(credentials)

@@ -47,6 +47,21 @@ KINDS = ("mariadb", "postgresql")
 NAME = "jupyterhub"  # the database and its user
 DEADLINE = 60
 MARIADBD = "/usr/sbin/mariadbd"
+# The administrator's statements, as docs/database.md gives them (its example
+# client address and password are replaced by the test's own when run).
+CLIENT = "10.0.0.5"
+PASSWORD = "'the-password'"
+MARIADB_SETUP = f"""\
+CREATE DATABASE {NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER '{NAME}'@'{CLIENT}' IDENTIFIED BY {PASSWORD};
+GRANT ALL PRIVILEGES ON {NAME}.* TO '{NAME}'@'{CLIENT}';
+"""
+POSTGRES_SETUP = f"""\
+CREATE ROLE {NAME} LOGIN;
+\\password {NAME}
+CREATE DATABASE {NAME} OWNER {NAME} ENCODING 'UTF8' TEMPLATE template0;
+"""
+POSTGRES_HBA = f"host  {NAME}  {NAME}  {CLIENT}/32  scram-sha-256\n"
 # Small and quick: a test database, not a tuned one.
 MARIADB_OPTIONS = [
     "--innodb-buffer-pool-size=16M",
@@ -194,12 +209,13 @@ class MariaDB:
             with connection.cursor() as cursor:
                 # No anonymous accounts: one could shadow the hub's user.
                 cursor.execute("DELETE FROM mysql.global_priv WHERE User = ''")
-                cursor.execute(
-                    f"CREATE DATABASE {NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
-                cursor.execute(f"CREATE USER '{NAME}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
-                cursor.execute(f"GRANT ALL PRIVILEGES ON {NAME}.* TO '{NAME}'@'127.0.0.1'")
                 cursor.execute("FLUSH PRIVILEGES")
+                for statement in filter(None, MARIADB_SETUP.split(";\n")):
+                    statement = statement.replace(CLIENT, "127.0.0.1")
+                    if PASSWORD in statement:  # sent as a parameter, quoted by the driver
+                        cursor.execute(statement.replace(PASSWORD, "%s"), (password,))
+                    else:
+                        cursor.execute(statement)
             connection.commit()
         finally:
             connection.close()
@@ -268,15 +284,17 @@ class PasswordPostgres(GssPostgres):
             "# kerbauth tests: the fixture's own setup, as postgres over the socket\n"
             "local all postgres peer\n"
             "# the hub: its user, its database, its password\n"
-            f"host {NAME} {NAME} 127.0.0.1/32 scram-sha-256\n",
+            + POSTGRES_HBA.replace(CLIENT, "127.0.0.1"),
         )
 
     def add_hub_database(self, password):
         # On psql's stdin: the password is in no command line. It is hex (no quote in it).
+        # \\password asks a terminal; here the password is set as it would send it.
         assert password.isalnum(), "a password that needs no SQL quoting"
         self.sql(
-            f"CREATE ROLE {NAME} LOGIN PASSWORD '{password}';\n"
-            f"CREATE DATABASE {NAME} OWNER {NAME} ENCODING 'UTF8' TEMPLATE template0;\n"
+            POSTGRES_SETUP.replace(
+                f"\\password {NAME}\n", f"ALTER ROLE {NAME} PASSWORD '{password}';\n"
+            )
         )
 
 
