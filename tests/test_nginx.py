@@ -47,6 +47,7 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
 from support.edge import server_environment
 from support.kernel import Kernel
+from support.ports import free_port
 from support.realm import add_principal
 from support.served import PRINCIPAL, wait_for_ticket
 
@@ -376,10 +377,15 @@ def test_one_hub_under_two_names_through_nginx(
             assert browser.refused_websocket(channels, EVIL) == 403
             foreign = browser.api("POST", user, "kernels", origin=EVIL, json={"name": "python3"})
             assert foreign.status_code == 404, (foreign.status_code, foreign.text)
-        # A real browser through the second name: its own Origin, HTTP/2, the terminal's klist.
+        # A real browser through the second name: its own Origin, the terminal's klist.
         with chromium(second.name, https_port, tls) as driver:
             shown = klist_in_chromium(driver, second.base, account, principal)
             assert f"Ticket cache: {env['KRB5CCNAME']}" in shown, shown
+        # Its pages came over HTTP/2, its terminal's websocket over HTTP/1.1 (nginx logs a
+        # request when it ends: the websocket's once the browser has gone).
+        _access_log_line(nginx, rf'"GET /user/{user}/lab HTTP/2\.0" 200 .*HeadlessChrome')
+        ws = rf'"GET /user/{user}/terminals/websocket/\S+ HTTP/1\.1" 101 .*HeadlessChrome'
+        _access_log_line(nginx, ws)
 
         log = hub.log_text()
         assert "Blocking Cross Origin WebSocket Attempt" in log
@@ -398,7 +404,7 @@ def test_one_hub_under_two_names_through_nginx(
             page_site, r"( *)(proxy_set_header Upgrade)", r'\1proxy_set_header Origin "";\n\1\2'
         )
         with _variant_browser(nginx_factory, blank, tls, hub, first) as browser:
-            browser.websocket(channels, origin=EVIL).close()
+            assert browser.refused_websocket(channels, EVIL) == 101  # not refused: let in
 
         stopped = first.api("DELETE", user, f"kernels/{kernel_id}")
         assert stopped.status_code == 204, stopped.status_code
@@ -408,9 +414,19 @@ def test_one_hub_under_two_names_through_nginx(
 
 
 def _free_ports(count):
-    from support.ports import free_port
-
     return [free_port() for _ in range(count)]
+
+
+def _access_log_line(nginx, pattern, deadline=30):
+    """The first line of nginx's access log matching ``pattern``, once there is one."""
+    end = time.monotonic() + deadline
+    while True:
+        with open(os.path.join(nginx.prefix, "access.log")) as f:
+            found = [line for line in f if re.search(pattern, line)]
+        if found or time.monotonic() > end:
+            assert found, f"no line of nginx's access log matches {pattern!r}"
+            return found[0]
+        time.sleep(0.1)
 
 
 def _wait_ready(hub, user, deadline=90):
