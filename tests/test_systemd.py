@@ -144,6 +144,7 @@ class UnitByHand:
         self.krb5_conf = krb5_conf
         self.process = None
         self.stopped = []  # hub processes started and stopped, for the teardown
+        self.servers = []  # users' servers, which outlive the hub (KillMode=process)
         os.chmod(root, 0o711)  # users reach their cache below it, as below /
         self.state = self.make_dir("/var/lib/" + value(unit, "StateDirectory"), "StateDirectory")
         self.runtime = self.make_dir("/run/" + value(unit, "RuntimeDirectory"), "RuntimeDirectory")
@@ -269,7 +270,7 @@ class UnitByHand:
             return None
 
     def close(self):
-        """Kill what is left: the hubs' sessions and the proxy."""
+        """Kill what is left: the hubs' sessions, the proxy and the users' servers."""
         if self.process is not None:
             self.stopped.append(self.process)
             if self.process.poll() is None:
@@ -286,6 +287,9 @@ class UnitByHand:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     if b"configurable-http-proxy" in f.read():
                         os.kill(pid, signal.SIGKILL)
+        for pid in self.servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def log_text(self):
         with open(self.log_path, errors="replace") as f:
@@ -420,6 +424,7 @@ def test_unit_settings_started_by_hand(by_hand, krb5_env, make_user):
     )
     assert klist.returncode == 0
     server_pid = hub.server(account.name)["state"]["pid"]
+    by_hand.servers.append(server_pid)
     server_env = proc_bytes(server_pid, "environ")
     assert key not in server_env
     for name in (b"JUPYTERHUB_CRYPT_KEY=", b"CREDENTIALS_DIRECTORY="):
