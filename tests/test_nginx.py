@@ -10,7 +10,9 @@ keytab. Through each name over HTTPS, verified against the CA, with the names
 resolved by the test's own mapping, the client does what a browser does:
 logs in with the form, is sent through the spawn and the server's OAuth to
 JupyterLab, and with its cookies and the page's Origin opens a kernel's and a
-terminal's websocket, where ``klist`` shows the user's ticket. A websocket
+terminal's websocket, where ``klist`` shows the user's ticket. The hub's
+cookie is Secure and its log has the client's address, whatever the client
+put in ``X-Real-IP``. A websocket
 and an API POST from a foreign Origin are still refused. Then headless
 Chromium (``--host-resolver-rules``, the certificate accepted by its key)
 logs in through the second name and runs ``klist`` in a JupyterLab terminal. Two variants of the
@@ -90,13 +92,13 @@ class Browser:
     the test (the connection goes to nginx on 127.0.0.1, the name stays for SNI, the
     certificate check and Host), the CA trusted, cookies kept, the page's Origin sent."""
 
-    def __init__(self, name, port, ca):
+    def __init__(self, name, port, ca, source="127.0.0.1"):
         self.name, self.port, self.ca = name, port, ca
         self.base = f"https://{name}:{port}"
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy, and no CA bundle from the environment
         self.session.verify = ca
-        self.session.mount(self.base, _ResolvingAdapter(ca))
+        self.session.mount(self.base, _ResolvingAdapter(ca, source))
         self.resolver = OverrideResolver(Resolver(), {(name, port): ("127.0.0.1", port)})
         self.loop = asyncio.new_event_loop()
 
@@ -161,17 +163,18 @@ class _ResolvingAdapter(HTTPAdapter):
     """Connects to 127.0.0.1 at the URL's port, keeping the URL's name for SNI, the
     certificate's name check and the Host header; trusts the test's CA only."""
 
-    def __init__(self, ca):
+    def __init__(self, ca, source):
         super().__init__()
-        self.ca = ca
+        self.ca, self.source = ca, (source, 0)
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         url = urlparse(request.url)
         if url.scheme == "http":
-            return HTTPConnectionPool("127.0.0.1", url.port)
+            return HTTPConnectionPool("127.0.0.1", url.port, source_address=self.source)
         return HTTPSConnectionPool(
             "127.0.0.1",
             url.port,
+            source_address=self.source,
             server_hostname=url.hostname,
             assert_hostname=url.hostname,
             cert_reqs="CERT_REQUIRED",
@@ -333,9 +336,12 @@ def test_one_hub_under_two_names_through_nginx(
     other = curl(tls.ca, "evil.example", https_port, f"https://evil.example:{https_port}/")
     assert other.returncode == 35, other  # CURLE_SSL_CONNECT_ERROR
 
-    browsers = [Browser(name, https_port, tls.ca) for name in NAMES]
+    # The first browser comes from 127.0.0.2, and claims another address in X-Real-IP.
+    browsers = [Browser(NAMES[0], https_port, tls.ca, source="127.0.0.2")]
+    browsers.append(Browser(NAMES[1], https_port, tls.ca))
     try:
         first, second = browsers
+        first.session.headers["X-Real-IP"] = "10.6.6.6"
         # Log in through the first name: the hub spawns the server (its ticket in the cache).
         response = first.login(account)
         assert response.status_code == 200, (response.status_code, response.text[-2000:])
@@ -388,6 +394,9 @@ def test_one_hub_under_two_names_through_nginx(
         _access_log_line(nginx, ws)
 
         log = hub.log_text()
+        # The hub logs the address nginx saw, not the one the client claimed.
+        assert re.search(rf"POST /hub/login\S* -> .*\({user}@127\.0\.0\.2\)", log)
+        assert "10.6.6.6" not in log
         assert "Blocking Cross Origin WebSocket Attempt" in log
         assert "Blocking Cross Origin API request" in log
 
