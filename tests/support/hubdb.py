@@ -9,8 +9,9 @@ with a random password, as an administrator sets them up for a hub:
 
 - MariaDB (Debian's ``mariadb-server``): ``mariadb-install-db`` and
   ``mariadbd`` with ``--no-defaults`` (the host's /etc/mysql is never read),
-  so the server's own default character set is latin1, as upstream's is; the
-  database is made ``utf8mb4`` explicitly, as docs/database.md says to. The
+  so the server's own default character set is latin1 (10.11's built-in
+  one); the database is made ``utf8mb4`` explicitly, as docs/database.md
+  says to. The
   fixture's own setup logs in as MariaDB's root over the unix socket (no
   password, in a directory only ``mysql`` and root can enter); the hub's user
   may come from 127.0.0.1 only, with its password.
