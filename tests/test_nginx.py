@@ -301,9 +301,7 @@ def curl(site_ca, name, port, *args):
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
-def test_one_hub_under_two_names_through_nginx(
-    edge_hub, make_user, krb5_env, realm, nginx_factory, tls_site
-):
+def test_one_hub_under_two_names_through_nginx(edge_hub, make_user, realm, nginx_factory, tls_site):
     page_site, hub_lines = page_files()
     tls = tls_site(NAMES)
 
