@@ -38,9 +38,26 @@ class RenewalTargets:
             return "foreign"
         return "ok" if found == principal else "foreign"
 
+    async def _hub_started(self):
+        """Wait until the hub has started, when the renewer started before it did.
+
+        The renewer starts while JupyterHub is still initialising (from
+        ``check_allow_config``, before its users and spawners are loaded), and
+        its first sweep would find no users, or fail on a ``users`` that cannot
+        exist yet. JupyterHub (5 and 6) resolves ``_start_future`` once it has
+        started, its running servers included (unless they take longer than
+        ``init_spawners_timeout``, when they join at a later sweep): the first
+        sweep waits for it, so a restarted hub renews what running servers hold
+        at once. A hub without that attribute is taken as started.
+        """
+        started = getattr(self.parent, "_start_future", None)
+        if isinstance(started, asyncio.Future) and not started.done():
+            await asyncio.shield(started)
+
     async def _renewal_targets(self):
         if self.cache_dir is None:
             return []
+        await self._hub_started()
         targets = []
         for user in self._running_users():
             try:
