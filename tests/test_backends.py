@@ -218,6 +218,7 @@ def test_a_ticket_past_its_renewable_life_is_expired(backend_as, realm, user):
     with pytest.raises(TicketError) as info:
         backend.renew_ticket(data, 10, run_as=run_as)
     assert info.value.cause == "expired", str(info.value)
+    assert "log in again" in info.value.jupyterhub_message  # what the user can do
     assert own_scratch() == []
 
 

@@ -30,6 +30,7 @@ _USER_HINTS = {
     "kdc_unreachable": " (the Kerberos server did not answer; trying again later may work)",
     "timeout": " (the Kerberos server did not answer in time; trying again later may work)",
     "clock_skew": " (the clocks of this hub and the Kerberos server disagree)",
+    "expired": " (the ticket from your login can no longer be renewed: log out and log in again)",
     "shared": (
         " (your server is shared with other users, and shared servers get no Kerberos"
         " ticket here: revoke the shares to start it with one)"
