@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # The venv has the newest JupyterHub (6.x); these run again on 5.x through tox.
 JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.py \
 	tests/test_spawn_hooks.py tests/test_password_tickets.py tests/test_config.py \
-	tests/test_identity_hub.py
+	tests/test_identity_hub.py tests/test_jh6_surfaces.py
 # The consumer tests (issue 13: JVMs, pyspark, Apache, PostgreSQL, a 3-minute
 # window of 1-minute tickets) run in the side stream, after lowest, in the venv
 # (pyspark is only there): most of their time is waiting on a JVM or a clock.
@@ -17,30 +17,39 @@ JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.p
 # suite leaves, so the suite's timing checks (PAM delays, floods) keep their CPU.
 CONSUMER_TESTS ?= $(sort $(wildcard tests/test_consumers*.py tests/test_spark_*.py)) \
 	tests/test_kernelspec.py tests/test_doctor_hadoop.py
+# The deployment tests (issue 14: nginx in front, the systemd unit's settings, the
+# hub on MariaDB and PostgreSQL) go in the side stream too, before the consumer
+# tests and not niced: they restart hubs against tickets of a minute or less.
+DEPLOYMENT_TESTS ?= tests/test_nginx.py tests/test_systemd.py tests/test_hub_db.py
+SIDE_TESTS = $(DEPLOYMENT_TESTS) $(CONSUMER_TESTS)
+# The slowest tests of each run are listed at its end: what to look at first
+# when the run grows.
+DURATIONS = --durations=12
 
 .PHONY: setup test lint format docs demo clean
 
 setup:
 	VENV=$(VENV) scripts/install-deps
 
-# Lint and docs first (quick); then the whole suite in the venv but the consumer
-# tests and, beside it, the hub tests on JupyterHub 5.x, the oldest versions
-# pyproject.toml allows (tox.ini says which tests), then the consumer tests (each
-# of the three runs, whatever the others did). The two streams run at once: most
-# of a hub test is waiting for a process, and the fixtures are made for parallel
-# runs (random ports and names, a lock around the shared groups). The side
-# stream's output is printed after the suite's, whole.
+# Lint and docs first (quick); then the whole suite in the venv but the deployment
+# and consumer tests and, beside it, the hub tests on JupyterHub 5.x, the oldest
+# versions pyproject.toml allows (tox.ini says which tests), then the deployment
+# tests and the consumer tests (each of the four runs, whatever the others did).
+# The two streams run at once: most of a hub test is waiting for a process, and
+# the fixtures are made for parallel runs (random ports and names, a lock around
+# the shared groups). The side stream's output is printed after the suite's, whole.
 test: setup
 	$(TOX) -e lint,docs
 	@log=$$(mktemp /tmp/make-test-side-XXXXXX); \
-	( rc=0; $(TOX) -e jh5 -- $(JH5_TESTS) || rc=1; $(TOX) -e lowest || rc=1; \
-	  nice -n 10 $(VENV)/bin/pytest $(CONSUMER_TESTS) || rc=1; exit $$rc ) >$$log 2>&1 & side=$$!; \
+	( rc=0; $(TOX) -e jh5 -- $(DURATIONS) $(JH5_TESTS) || rc=1; $(TOX) -e lowest || rc=1; \
+	  $(VENV)/bin/pytest $(DURATIONS) $(DEPLOYMENT_TESTS) || rc=1; \
+	  nice -n 10 $(VENV)/bin/pytest $(DURATIONS) $(CONSUMER_TESTS) || rc=1; exit $$rc ) >$$log 2>&1 & side=$$!; \
 	trap 'kill $$side 2>/dev/null; rm -f $$log' INT TERM; \
-	$(VENV)/bin/pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(CONSUMER_TESTS)); suite=$$?; \
+	$(VENV)/bin/pytest $(DURATIONS) $(PYTEST_ARGS) $(addprefix --ignore=,$(SIDE_TESTS)); suite=$$?; \
 	wait $$side; tox=$$?; \
-	echo "--- tox -e jh5, tox -e lowest, then the consumer tests (run beside the suite) ---"; \
+	echo "--- tox -e jh5, tox -e lowest, the deployment tests, then the consumer tests (run beside the suite) ---"; \
 	cat $$log; rm -f $$log; \
-	echo "suite: exit $$suite; jh5, lowest and the consumer tests: exit $$tox"; \
+	echo "suite: exit $$suite; jh5, lowest, the deployment and the consumer tests: exit $$tox"; \
 	test $$suite -eq 0 && test $$tox -eq 0
 
 lint:
