@@ -26,27 +26,19 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from urllib.parse import urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.cookies import get_cookie_header
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as seen
-from selenium.webdriver.support.ui import WebDriverWait
-from test_browser import CHROMEDRIVER, CHROMIUM, FLAGS, put_lab_settings
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.netutil import OverrideResolver, Resolver
 from tornado.websocket import websocket_connect
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
+import support.browser
 from support.edge import server_environment
 from support.kernel import Kernel
 from support.ports import free_port
@@ -243,57 +235,6 @@ def klist_in_terminal(browser, user, terminal, principal, deadline=60):
         ws.close()
 
 
-@contextlib.contextmanager
-def chromium(name, port, tls):
-    """Headless Chromium (the flags of tests/test_browser.py) that resolves ``name`` to
-    127.0.0.1 and accepts the site's certificate by its key; a fresh profile, removed after."""
-    profile = tempfile.mkdtemp(prefix="kerbauth-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        *FLAGS,
-        f"--user-data-dir={profile}",
-        f"--host-resolver-rules=MAP {name} 127.0.0.1",
-        f"--ignore-certificate-errors-spki-list={tls.spki_sha256}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def klist_in_chromium(driver, base, account, principal):
-    """Log in on the form in ``driver``, land in JupyterLab, and run ``klist`` in a terminal
-    from the launcher; the terminal's text once it shows ``principal``."""
-    wait = WebDriverWait(driver, 90)
-    driver.set_script_timeout(30)
-    driver.get(f"{base}/hub/login")
-    driver.find_element(By.ID, "username_input").send_keys(account.name)
-    driver.find_element(By.ID, "password_input").send_keys(account.password)
-    driver.find_element(By.ID, "login_submit").click()
-    try:
-        wait.until(lambda d: d.current_url.startswith(f"{base}/user/{account.name}/lab"))
-    except TimeoutException:
-        raise AssertionError(f"not in JupyterLab: {driver.current_url}") from None
-    wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".jp-Launcher")))
-    plugin = "@jupyterlab/terminal-extension:plugin"
-    assert put_lab_settings(driver, account.name, plugin, {"screenReaderMode": True}) == 204
-    driver.refresh()
-    card = '.jp-LauncherCard[data-category="Other"][title*="terminal" i]'
-    wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, card))).click()
-    screen = (By.CSS_SELECTOR, ".jp-Terminal .xterm-accessibility-tree")
-    # The shell's prompt (/bin/sh: "$ "): the terminal's websocket is open.
-    wait.until(lambda d: "$" in d.find_element(*screen).get_attribute("textContent"))
-    textarea = (By.CSS_SELECTOR, ".jp-Terminal .xterm-helper-textarea")
-    driver.find_element(*textarea).send_keys("klist\n")
-    shown = f"Default principal: {principal}"
-    wait.until(lambda d: shown in d.find_element(*screen).get_attribute("textContent"))
-    return driver.find_element(*screen).get_attribute("textContent")
-
-
 def curl(site_ca, name, port, *args):
     """curl as a client of ``name`` (resolved to 127.0.0.1 by --resolve), trusting the CA."""
     argv = ["curl", "-sS", "--max-time", "30", "--cacert", site_ca,
@@ -382,8 +323,13 @@ def test_one_hub_under_two_names_through_nginx(edge_hub, make_user, realm, nginx
             foreign = browser.api("POST", user, "kernels", origin=EVIL, json={"name": "python3"})
             assert foreign.status_code == 404, (foreign.status_code, foreign.text)
         # A real browser through the second name: its own Origin, the terminal's klist.
-        with chromium(second.name, https_port, tls) as driver:
-            shown = klist_in_chromium(driver, second.base, account, principal)
+        resolve_and_trust = (
+            f"--host-resolver-rules=MAP {second.name} 127.0.0.1",
+            f"--ignore-certificate-errors-spki-list={tls.spki_sha256}",
+        )
+        with support.browser.chromium(*resolve_and_trust) as driver:
+            support.browser.log_in(driver, second.base, account.name, account.password)
+            shown = support.browser.klist_in_terminal(driver, account.name, principal)
             assert f"Ticket cache: {env['KRB5CCNAME']}" in shown, shown
         # Its pages came over HTTP/2, its terminal's websocket over HTTP/1.1 (nginx logs a
         # request when it ends: the websocket's once the browser has gone).
