@@ -43,7 +43,7 @@ from kerbauth.hub.tickets import AUTH_STATE_KEY
 from support import hubdb
 from support.edge import example_config, server_environment, wait_for
 from support.hubdb import KINDS
-from support.realm import start_realm
+from support.realm import short_tickets_realm
 from support.served import wait_for_ticket
 
 PAGE = os.path.join(
@@ -68,15 +68,8 @@ c.JupyterHub.cleanup_servers = False
 
 @pytest.fixture(scope="module")
 def short_realm():
-    k5 = start_realm(
-        kdc_conf={
-            "realms": {"$realm": {"max_life": f"{LIFE}s", "max_renewable_life": f"{RENEWABLE}s"}}
-        }
-    )
-    try:
+    with short_tickets_realm(LIFE, RENEWABLE) as k5:
         yield k5
-    finally:
-        k5.stop()
 
 
 # --- the page's configuration ------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from kerbauth.core.ccache import read_ccache
 from support.edge import give_keytab, server_environment, wait_for
-from support.realm import start_realm
+from support.realm import short_tickets_realm
 
 LIFE = 60  # seconds: the realm's max_life
 RENEWABLE = 150  # seconds: the realm's max_renewable_life
@@ -27,15 +27,8 @@ c.KerberosTickets.renew_max_backoff = 4
 
 @pytest.fixture
 def short_realm():
-    k5 = start_realm(
-        kdc_conf={
-            "realms": {"$realm": {"max_life": f"{LIFE}s", "max_renewable_life": f"{RENEWABLE}s"}}
-        }
-    )
-    try:
+    with short_tickets_realm(LIFE, RENEWABLE) as k5:
         yield k5
-    finally:
-        k5.stop()
 
 
 def as_user(user, realm, ccname, *argv):

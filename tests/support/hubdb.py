@@ -41,7 +41,6 @@ from urllib.parse import quote
 import pytest
 
 from .ports import free_port
-from .postgres import BIN as POSTGRES_BIN
 from .postgres import GssPostgres
 
 KINDS = ("mariadb", "postgresql")
@@ -246,44 +245,8 @@ class PasswordPostgres(GssPostgres):
     password (``scram-sha-256``), to the hub's database only."""
 
     def create(self):
-        account = _account("postgres")
-        os.mkdir(self.sockets, 0o700)
-        os.chown(self.sockets, account.pw_uid, account.pw_gid)
-        os.chown(self.directory, account.pw_uid, account.pw_gid)
-        self._as_postgres(
-            [
-                f"{POSTGRES_BIN}/initdb",
-                "--pgdata",
-                self.data,
-                "--username",
-                "postgres",
-                "--auth-local",
-                "peer",
-                "--auth-host",
-                "reject",
-                "--encoding",
-                "UTF8",
-                "--no-locale",
-                "--no-sync",
-            ]
-        )
-        settings = {
-            "listen_addresses": "'127.0.0.1'",
-            "unix_socket_directories": f"'{self.sockets}'",
-            "unix_socket_permissions": "0700",
-            "password_encryption": "'scram-sha-256'",
-            "ssl": "off",
-            "max_connections": "40",
-            "shared_buffers": "16MB",
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
-        }
-        self._write("postgresql.conf", "".join(f"{k} = {v}\n" for k, v in settings.items()), "a")
-        self._write(
-            "pg_hba.conf",
-            "# kerbauth tests: the fixture's own setup, as postgres over the socket\n"
-            "local all postgres peer\n"
+        self.init_cluster(
+            {"password_encryption": "'scram-sha-256'", "max_connections": "40"},
             "# the hub: its user, its database, its password\n"
             + POSTGRES_HBA.replace(CLIENT, "127.0.0.1"),
         )

@@ -160,6 +160,25 @@ class GssPostgres:
         if f"Principal: {principal}" not in known:
             self.realm.addprinc(principal)
         add_principal_keytab(self.realm, principal, self.keytab, account)
+        options = f"include_realm=1 krb_realm={realm} map=kerberos"
+        self.init_cluster(
+            {
+                "krb_server_keyfile": f"'{self.keytab}'",
+                "max_connections": "20",
+                "log_connections": "on",
+            },
+            "# users: Kerberos only, with and without GSSAPI encryption\n"
+            f"hostgssenc all all 127.0.0.1/32 gss {options}\n"
+            f"hostnogssenc all all 127.0.0.1/32 gss {options}\n",
+        )
+        # NAME@REALM (one component, this realm) may log in as the role NAME, only.
+        self._write("pg_ident.conf", f"kerberos /^([^@/]+)@{realm.replace('.', '[.]')}$ \\1\n")
+
+    def init_cluster(self, settings, hba):
+        """initdb as postgres, then ``settings`` (postgresql.conf, over a quick test
+        cluster's own on loopback) and ``hba`` (the pg_hba.conf lines of the clients,
+        after the fixture's own peer login as postgres)."""
+        account = _account()
         os.mkdir(self.sockets, 0o700)
         os.chown(self.sockets, account.pw_uid, account.pw_gid)
         os.chown(self.directory, account.pw_uid, account.pw_gid)
@@ -184,27 +203,19 @@ class GssPostgres:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.sockets}'",
             "unix_socket_permissions": "0700",
-            "krb_server_keyfile": f"'{self.keytab}'",
             "ssl": "off",
-            "max_connections": "20",
             "shared_buffers": "16MB",
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
-            "log_connections": "on",
+            **settings,
         }
         self._write("postgresql.conf", "".join(f"{k} = {v}\n" for k, v in settings.items()), "a")
-        options = f"include_realm=1 krb_realm={realm} map=kerberos"
         self._write(
             "pg_hba.conf",
             "# kerbauth tests: the fixture's own setup, as postgres over the socket\n"
-            "local all postgres peer\n"
-            "# users: Kerberos only, with and without GSSAPI encryption\n"
-            f"hostgssenc all all 127.0.0.1/32 gss {options}\n"
-            f"hostnogssenc all all 127.0.0.1/32 gss {options}\n",
+            "local all postgres peer\n" + hba,
         )
-        # NAME@REALM (one component, this realm) may log in as the role NAME, only.
-        self._write("pg_ident.conf", f"kerberos /^([^@/]+)@{realm.replace('.', '[.]')}$ \\1\n")
 
     def _write(self, name, text, how="w"):
         # As postgres: the data directory is its own, and root follows no link there.

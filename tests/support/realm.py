@@ -5,6 +5,7 @@ block, stopped (and its directory removed) in ``finally``. Tests that stop or
 break the KDC use ``private_realm``, a realm of their own.
 """
 
+import contextlib
 import os
 import subprocess
 
@@ -39,6 +40,18 @@ def start_realm(realm=REALM, kdc_conf=None):
     os.chmod(k5.tmpdir, 0o711)
     os.chmod(k5.env["KRB5_CONFIG"], 0o644)
     return k5
+
+
+@contextlib.contextmanager
+def short_tickets_realm(life, renewable):
+    """A realm of its own whose tickets live ``life`` seconds, renewable for ``renewable``
+    seconds (the KDC's max_life and max_renewable_life), stopped afterwards."""
+    lives = {"max_life": f"{life}s", "max_renewable_life": f"{renewable}s"}
+    k5 = start_realm(kdc_conf={"realms": {"$realm": lives}})
+    try:
+        yield k5
+    finally:
+        k5.stop()
 
 
 @pytest.fixture(scope="session")
