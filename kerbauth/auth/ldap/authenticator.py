@@ -19,6 +19,7 @@ from kerbauth.auth.ldap import directory as ldap_directory
 from kerbauth.auth.ldap import groups as group_policy
 from kerbauth.auth.ldap.options import LDAPOptions
 from kerbauth.auth.ldap.queries import directory_name
+from kerbauth.auth.ldap.refresh import DirectoryRefresh
 from kerbauth.auth.limits import LoginLimits
 from kerbauth.core.errors import TicketError
 from kerbauth.core.names import InvalidUsername, check_username, log_safe
@@ -49,7 +50,9 @@ def user_info_from(attributes, mapping):
     return info
 
 
-class KerberosLDAPAuthenticator(LDAPOptions, LoginLimits, KerberosTickets, Authenticator):
+class KerberosLDAPAuthenticator(
+    LDAPOptions, LoginLimits, DirectoryRefresh, KerberosTickets, Authenticator
+):
     """Log in with an LDAP bind; each server gets the user's Kerberos ticket.
 
     The user's entry is found from ``bind_dn_template`` or by a search

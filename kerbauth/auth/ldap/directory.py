@@ -28,7 +28,14 @@ from kerbauth.auth.ldap.queries import dn_from_template, user_filter
 from kerbauth.core.names import log_safe
 
 # DirectoryError and DirectoryUnavailable are what check_login and lookup_user raise.
-__all__ = ["DirectoryError", "DirectoryUnavailable", "LoginResult", "check_login", "lookup_user"]
+__all__ = [
+    "DirectoryError",
+    "DirectoryUnavailable",
+    "LoginResult",
+    "check_login",
+    "look_up_membership",
+    "lookup_user",
+]
 
 # LDAP result codes: a server that answers with these cannot serve us now,
 # the next one may (RFC 4511 busy, unavailable).
@@ -221,6 +228,29 @@ def check_login(directory, query, username, password, log, deadline=None):
     result, server = with_failover(
         directory, lambda conn: _login_on(conn, query, username, password, log), log, deadline
     )
+    if result is not None:
+        result.server = server
+    return result
+
+
+def look_up_membership(directory, query, username, log, deadline=None):
+    """What a login would find about ``username`` now, without their password: a
+    :class:`LoginResult` (entry, attributes, groups), or None when the entry is gone.
+
+    Read as the search account, on the first server that answers, within ``deadline``
+    (as :func:`check_login`); raises :class:`DirectoryUnavailable` when no server could
+    answer. For ``refresh_user``: blocking, call it on a thread.
+    """
+
+    def work(conn):
+        found = _lookup_on(conn, query, username, log)
+        if found is None:
+            return None
+        dn, attributes = found
+        groups = _find_groups(conn, query, dn, username) if query.group_search_base else None
+        return LoginResult(dn=dn, attributes=attributes, groups=groups, server=None)
+
+    result, server = with_failover(directory, work, log, deadline)
     if result is not None:
         result.server = server
     return result
