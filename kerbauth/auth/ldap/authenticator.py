@@ -17,6 +17,7 @@ from tornado import web
 
 from kerbauth.auth.ldap import directory as ldap_directory
 from kerbauth.auth.ldap import groups as group_policy
+from kerbauth.auth.ldap import legacy
 from kerbauth.auth.ldap.options import LDAPOptions
 from kerbauth.auth.ldap.queries import directory_name
 from kerbauth.auth.ldap.refresh import DirectoryRefresh
@@ -68,6 +69,9 @@ class KerberosLDAPAuthenticator(
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        # c.LDAPAuthenticator.* (a jupyterhub-ldapauthenticator site's section), read
+        # onto the kerbauth options before they are checked.
+        self._legacy = legacy.apply(self)
         self.check_ldap_options()
         # username -> (uid, gid) read at login, for owner_from_ldap.
         self._owners = {}
@@ -168,12 +172,16 @@ class KerberosLDAPAuthenticator(
                 "kerbauth: the LDAP directory refused the login of %s", log_safe(username)
             )
             return None
+        if self.hub_username_attribute:
+            hub_name = self._name_from_entry(username, result)
+            if hub_name is None:
+                return None
         self.log.info(
             "kerbauth: %s logged in as %s (LDAP server %s)%s",
             log_safe(username),
             result.dn,
             result.server,
-            "" if hub_name == username else f", hub user {hub_name} (username_map)",
+            "" if hub_name == username else f", hub user {hub_name}",
         )
         auth_state = {
             "ldap_dn": result.dn,
@@ -188,6 +196,12 @@ class KerberosLDAPAuthenticator(
             auth_state.update(group_policy.groups_state(result.groups))
             if self.manage_groups:
                 model["groups"] = auth_state["ldap_groups"]
+        if self._legacy is not None:
+            legacy.legacy_auth_state(
+                self._legacy,
+                auth_state,
+                {name: result.attributes.get(name, []) for name in self.auth_state_attributes},
+            )
         if self.owner_from_ldap:
             if hub_name == username:
                 self._remember_owner(hub_name, result.attributes)
@@ -196,6 +210,43 @@ class KerberosLDAPAuthenticator(
                 # entry (as after a restart), not from the one that logged in.
                 self._owners.pop(hub_name, None)
         return model
+
+    def _name_from_entry(self, username, result):
+        """The hub name from ``hub_username_attribute`` of the entry; None (logged) if unusable.
+
+        The single value, lowercased, must be a valid username and a fixed point of
+        :meth:`normalize_username`: an unusable value refuses the login, it is never changed.
+        """
+        attribute = self.hub_username_attribute
+        values = {k.lower(): v for k, v in result.attributes.items()}.get(attribute.lower(), [])
+        if len(values) != 1:
+            self.log.error(
+                "kerbauth: LDAP login of %s refused: its entry %s has %d values of %s"
+                " (KerberosLDAPAuthenticator.hub_username_attribute), not one",
+                log_safe(username),
+                result.dn,
+                len(values),
+                attribute,
+            )
+            return None
+        name = values[0].lower()
+        try:
+            check_username(name)
+            if self.normalize_username(name) != name or not self.validate_username(name):
+                raise InvalidUsername(f"username {log_safe(name)!r} is not a normalised name")
+        except InvalidUsername as e:
+            self.log.error(
+                "kerbauth: LDAP login of %s refused: the %s of its entry %s cannot be a hub"
+                " username: %s; name users by another attribute"
+                " (KerberosLDAPAuthenticator.hub_username_attribute,"
+                " LDAPAuthenticator.lookup_dn_user_dn_attribute)",
+                log_safe(username),
+                attribute,
+                result.dn,
+                e,
+            )
+            return None
+        return name
 
     async def _check_password(self, username, password):
         """:func:`ldap_directory.check_login` on the pool, within ``login_timeout``.

@@ -9,11 +9,11 @@ directory code takes (:func:`kerbauth.auth.ldap.settings.build`). Every refusal 
 """
 
 from traitlets import All, Bool, Dict, Set, Unicode, observe, validate
-from traitlets.config import LoggingConfigurable
 
 from kerbauth.auth.ldap import settings
 from kerbauth.auth.ldap.connection import TLS_STRATEGIES
 from kerbauth.auth.ldap.groups import DEFAULT_GROUP_FILTER
+from kerbauth.auth.ldap.legacy import NamingOptions
 from kerbauth.core.address import parse_address
 from kerbauth.core.errors import ConfigError
 from kerbauth.traits import Choice, Count, Seconds, StringList
@@ -23,7 +23,7 @@ __all__ = ["LDAPOptions"]
 NAME = settings.NAME
 
 
-class LDAPOptions(LoggingConfigurable):
+class LDAPOptions(NamingOptions):
     """The options of the LDAP login; see the module's docstring."""
 
     options_named_by_subclass = True  # c.KerberosLDAPAuthenticator.*, in messages too

@@ -66,6 +66,31 @@ def check(options):
     _check_tls(options)
     _check_filters(options)
     _check_user_info(options)
+    _check_modes(options)
+
+
+# Options that only act in a mode: (option, the option that turns the mode on).
+MODE_OPTIONS = (
+    ("user_search_base", "lookup_dn"),
+    ("user_search_filter", "lookup_dn"),
+    ("user_attribute", "lookup_dn"),
+    ("group_search_filter", "group_search_base"),
+    ("group_name_attribute", "group_search_base"),
+    ("uid_number_attribute", "owner_from_ldap"),
+    ("gid_number_attribute", "owner_from_ldap"),
+)
+
+
+def _check_modes(options):
+    """Refuse an option changed from its default in a mode where it does nothing."""
+    for option, mode in MODE_OPTIONS:
+        if getattr(options, mode) or not options.has_trait(option):
+            continue
+        if getattr(options, option) != options.trait_defaults(option):
+            raise ConfigError(
+                f"{NAME}.{option} has no effect while {NAME}.{mode} is not set:"
+                f" remove it, or set {mode}"
+            )
 
 
 # An attribute description (RFC 4512): a name or an OID, with options (";lang-de").
@@ -167,6 +192,9 @@ def build(options):
     if options.owner_from_ldap:
         attributes += [options.uid_number_attribute, options.gid_number_attribute]
     # The authenticator says whether it sends user_info (JupyterHub 6 keeps it; 5.x has none).
+    naming = getattr(options, "hub_username_attribute", "")
+    if naming and naming not in attributes:
+        attributes.append(naming)
     if getattr(options, "sends_user_info", False):
         attributes += [a for a in options.user_info_attributes.values() if a not in attributes]
     query = UserQuery(

@@ -1,0 +1,331 @@
+"""A jupyterhub-ldapauthenticator site's ``c.LDAPAuthenticator.*`` section, read by kerbauth.
+
+The reference is ldapauthenticator 2.0 itself (installed): the same Config is given
+to it and to kerbauth, both log users in against the same real slapd holding the
+planetexpress directory its own tests use, and the names, groups and auth_state
+keys its users read must be the same. Refusals are tables of Config cases.
+"""
+
+import logging
+import re
+import ssl
+from pathlib import Path
+
+import pytest
+from ldapauthenticator import LDAPAuthenticator
+from traitlets.config import Config
+
+from kerbauth import KerberosLDAPAuthenticator
+from kerbauth.auth.ldap import legacy
+from kerbauth.core.errors import ConfigError
+from support.planetexpress import ADMIN_STAFF, PEOPLE_DN, SHIP_CREW
+
+NAME = "KerberosLDAPAuthenticator"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "ldap.md"
+
+
+@pytest.fixture
+def base(tmp_path, krb5_env):
+    c = Config()
+    c.KerberosTickets.keytab_template = str(tmp_path / "{username}.keytab")
+    c.KerberosTickets.ccache_dir = str(tmp_path / "cc")
+    return c
+
+
+def z2jh(c, server):
+    """The section a zero-to-jupyterhub site writes for planetexpress (lookup_dn, StartTLS)."""
+    a = c.LDAPAuthenticator
+    a.server_address = server.host
+    a.server_port = server.ldap_port
+    a.tls_strategy = "before_bind"
+    a.tls_kwargs = {"ca_certs_file": server.ca_file, "validate": ssl.CERT_REQUIRED}
+    a.lookup_dn = True
+    a.user_search_base = PEOPLE_DN
+    a.user_attribute = "uid"
+    a.lookup_dn_user_dn_attribute = "cn"
+    return a
+
+
+async def login(authenticator, username, password):
+    return await authenticator.get_authenticated_user(
+        None, {"username": username, "password": password}
+    )
+
+
+def seen_by_users(model):
+    """What a user of ldapauthenticator reads of a login: name and its auth_state keys."""
+    if model is None:
+        return None
+    state = model["auth_state"]
+    return model["name"], state["ldap_groups"], state["user_attributes"]
+
+
+# --- the same logins as ldapauthenticator's -------------------------------------------
+
+# (label, the section beyond z2jh(), logins (typed name, password) to compare)
+SAME_AS_LDAPAUTHENTICATOR = [
+    (
+        "allowed_groups and auth_state_attributes, anonymous lookup",
+        {
+            "allowed_groups": [SHIP_CREW],
+            "auth_state_attributes": ["mail", "employeeType", "displayName"],
+        },
+        [("fry", "fry"), ("leela", "leela"), ("hermes", "hermes"), ("fry", "wrong")],
+    ),
+    (
+        "search account, own search filter, two groups",
+        {
+            "lookup_dn_search_user": "cn=admin,dc=planetexpress,dc=com",
+            "lookup_dn_search_password": "ADMIN",
+            "lookup_dn_search_filter": "(&(objectClass=inetOrgPerson)({login_attr}={login}))",
+            "allowed_groups": [ADMIN_STAFF, SHIP_CREW],
+            "auth_state_attributes": ["givenName"],
+        },
+        [("hermes", "hermes"), ("fry", "fry"), ("professor", "professor"), ("amy", "amy")],
+    ),
+    (
+        "log in by givenName, named by uid (use_lookup_dn_username)",
+        {
+            "user_attribute": "givenName",
+            "lookup_dn_user_dn_attribute": "uid",
+            "use_lookup_dn_username": True,
+            "allow_all": True,
+        },
+        [("philip", "fry"), ("turanga", "leela"), ("fry", "fry")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "section, logins",
+    [c[1:] for c in SAME_AS_LDAPAUTHENTICATOR],
+    ids=[c[0] for c in SAME_AS_LDAPAUTHENTICATOR],
+)
+async def test_the_same_section_logs_in_the_same_users_as_ldapauthenticator(
+    base, planetexpress, section, logins, caplog
+):
+    a = z2jh(base, planetexpress)
+    for name, value in section.items():
+        if value == "ADMIN":
+            value = planetexpress.admin_password
+        setattr(a, name, value)
+    caplog.set_level(logging.INFO)
+    reference = LDAPAuthenticator(config=base)
+    kerbauth = KerberosLDAPAuthenticator(config=base)
+    results = []
+    for typed, password in logins:
+        expected = seen_by_users(await login(reference, typed, password))
+        found = seen_by_users(await login(kerbauth, typed, password))
+        assert found == expected, typed
+        results.append(found)
+    # The comparison is not between two refusals: someone logs in, someone is refused.
+    assert any(results) and None in results or section.get("allow_all")
+    for old in section:
+        new = legacy.SAME.get(old) or {
+            "lookup_dn_search_filter": "user_search_filter",
+            "use_lookup_dn_username": "hub_username_attribute",
+            "allowed_groups": "allowed_groups",
+            "allow_all": "allow_all",
+        }.get(old)
+        if new:
+            line = f"kerbauth: ldapauthenticator option {old} read as {NAME}.{new}"
+            assert caplog.text.count(line) == 1, line
+
+
+async def test_a_looked_up_name_that_cannot_be_a_username_is_refused_not_changed(
+    base, planetexpress, caplog
+):
+    a = z2jh(base, planetexpress)
+    a.use_lookup_dn_username = True  # named by cn: "Philip J. Fry"
+    a.allow_all = True
+    reference = await login(LDAPAuthenticator(config=base), "fry", "fry")
+    assert reference["name"] == "philip j. fry"  # ldapauthenticator takes it as it is
+    assert await login(KerberosLDAPAuthenticator(config=base), "fry", "fry") is None
+    assert (
+        "LDAP login of fry refused: the cn of its entry cn=Philip J. Fry,"
+        f"{PEOPLE_DN} cannot be a hub username" in caplog.text
+    )
+    assert "LDAPAuthenticator.lookup_dn_user_dn_attribute" in caplog.text
+
+
+async def test_the_certificate_is_verified_where_ldapauthenticator_did_not(base, planetexpress):
+    a = z2jh(base, planetexpress)
+    a.allow_all = True
+    a.tls_kwargs = {"ca_certs_file": planetexpress.other_ca_file}
+    # ldapauthenticator's Tls() verifies nothing by default: any certificate will do.
+    assert (await login(LDAPAuthenticator(config=base), "fry", "fry"))["name"] == "fry"
+    with pytest.raises(Exception, match="503"):
+        await login(KerberosLDAPAuthenticator(config=base), "fry", "fry")
+
+
+# --- refused at start-up --------------------------------------------------------------
+
+# (label, c.LDAPAuthenticator.*, c.KerberosLDAPAuthenticator.*, the message's start)
+Z = {"server_address": "ldap.corp", "lookup_dn": True, "user_search_base": "dc=corp"}
+T = {"server_address": "ldap.corp", "bind_dn_template": "uid={username},dc=corp"}
+REFUSED = [
+    (
+        "search_filter",
+        {**Z, "search_filter": "(uid={username})"},
+        {},
+        "LDAPAuthenticator.search_filter is not supported",
+    ),
+    (
+        "attributes",
+        {**Z, "attributes": ["mail"]},
+        {},
+        "LDAPAuthenticator.attributes is not supported",
+    ),
+    (
+        "lookup_dn and bind_dn_template",
+        {**Z, **T},
+        {},
+        "LDAPAuthenticator.lookup_dn and LDAPAuthenticator.bind_dn_template are both set",
+    ),
+    (
+        "an ldaps:// URL",
+        {**T, "server_address": "ldaps://ldap.corp"},
+        {},
+        "LDAPAuthenticator.server_address 'ldaps://ldap.corp': give the host name only",
+    ),
+    (
+        "no verification",
+        {**T, "tls_kwargs": {"validate": ssl.CERT_NONE}},
+        {},
+        "LDAPAuthenticator.tls_kwargs['validate']: kerbauth always verifies",
+    ),
+    (
+        "an unknown tls_kwargs key",
+        {**T, "tls_kwargs": {"sni": "x"}},
+        {},
+        "LDAPAuthenticator.tls_kwargs['sni'] has no kerbauth equivalent",
+    ),
+    (
+        "use_ssl against tls_strategy",
+        {**T, "use_ssl": True, "tls_strategy": "before_bind"},
+        {},
+        "LDAPAuthenticator.use_ssl = True and LDAPAuthenticator.tls_strategy",
+    ),
+    (
+        "use_lookup_dn_username without an attribute",
+        {**Z, "use_lookup_dn_username": True},
+        {},
+        "LDAPAuthenticator.use_lookup_dn_username needs"
+        " LDAPAuthenticator.lookup_dn_user_dn_attribute",
+    ),
+    (
+        "not an option",
+        {**T, "user_dn_template": "x"},
+        {},
+        "LDAPAuthenticator.user_dn_template is not an option",
+    ),
+    (
+        "set in both sections",
+        T,
+        {"server_address": ["other.corp"]},
+        f"LDAPAuthenticator.server_address and {NAME}.server_address are both set",
+    ),
+    (
+        "allowed_groups in both",
+        {**T, "allowed_groups": ["cn=g,dc=corp"]},
+        {"allowed_groups": {"g"}},
+        f"LDAPAuthenticator.allowed_groups and {NAME}.allowed_groups are both set",
+    ),
+    (
+        "groups in two trees",
+        {**T, "allowed_groups": ["cn=g,dc=a", "cn=h,dc=b"]},
+        {},
+        "LDAPAuthenticator.allowed_groups: the groups share no part of their DNs",
+    ),
+    (
+        "admin_groups by name with old groups",
+        {**T, "allowed_groups": ["cn=g,dc=corp"]},
+        {"admin_groups": {"admins"}},
+        "LDAPAuthenticator.allowed_groups is set, so auth_state's ldap_groups holds group DNs",
+    ),
+    (
+        "a bad value",
+        {**T, "server_port": "389x"},
+        {},
+        "LDAPAuthenticator.server_port:",
+    ),
+]
+
+# Options that do nothing in the mode chosen: (option, value, the mode's option, kerbauth's?)
+NO_EFFECT_IN_MODE = [
+    ("user_search_base", "dc=corp", "lookup_dn", False),
+    ("user_attribute", "cn", "lookup_dn", False),
+    ("lookup_dn_search_filter", "(cn={login})", "lookup_dn", False),
+    ("lookup_dn_search_user", "cn=search", "lookup_dn", False),
+    ("lookup_dn_search_password", "x", "lookup_dn", False),
+    ("lookup_dn_user_dn_attribute", "cn", "lookup_dn", False),
+    ("use_lookup_dn_username", True, "lookup_dn", False),
+    ("group_search_filter", "(member={userdn})", "allowed_groups", False),
+    ("user_search_base", "dc=corp", "lookup_dn", True),
+    ("user_search_filter", "(cn={username})", "lookup_dn", True),
+    ("user_attribute", "cn", "lookup_dn", True),
+    ("group_search_filter", "(member={user_dn})", "group_search_base", True),
+    ("group_name_attribute", "ou", "group_search_base", True),
+    ("uid_number_attribute", "uid", "owner_from_ldap", True),
+    ("gid_number_attribute", "gid", "owner_from_ldap", True),
+]
+for option, value, mode, own in NO_EFFECT_IN_MODE:
+    section = "KerberosLDAPAuthenticator" if own else "LDAPAuthenticator"
+    REFUSED.append(
+        (
+            f"{section}.{option} without {mode}",
+            T,
+            {option: value} if own else {},
+            f"{section}.{option} has no effect without {section}.{mode}"
+            if not own
+            else f"{section}.{option} has no effect while {section}.{mode} is not set",
+        )
+    )
+    if not own:
+        REFUSED[-1] = (REFUSED[-1][0], {**T, option: value}, {}, REFUSED[-1][3])
+
+
+@pytest.mark.parametrize("old, new, message", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_a_section_that_kerbauth_cannot_honour_is_refused_at_startup(base, old, new, message):
+    for name, value in old.items():
+        setattr(base.LDAPAuthenticator, name, value)
+    for name, value in new.items():
+        setattr(base.KerberosLDAPAuthenticator, name, value)
+    with pytest.raises(ConfigError) as info:
+        KerberosLDAPAuthenticator(config=base)
+    assert str(info.value).startswith(message)
+
+
+def test_options_without_effect_in_ldapauthenticator_are_logged_not_refused(base, caplog):
+    for name, value in {**T, "escape_userdn": True, "group_attributes": ["member"]}.items():
+        setattr(base.LDAPAuthenticator, name, value)
+    base.LDAPAuthenticator.use_ssl = False
+    KerberosLDAPAuthenticator(config=base)
+    for option in ("escape_userdn", "group_attributes", "use_ssl"):
+        assert f"ldapauthenticator option {option} read, without effect:" in caplog.text
+
+
+# --- the migration table --------------------------------------------------------------
+
+
+def migration_table():
+    """Old option -> its row, from the table in docs/ldap.md's migration section."""
+    text = DOCS.read_text()
+    section = text.split("## Coming from jupyterhub-ldapauthenticator", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        found = re.match(r"\|\s*`([a-z_]+)`\s*\|(.*)\|\s*$", line)
+        if found:
+            rows[found.group(1)] = found.group(2)
+    return rows
+
+
+def test_the_migration_table_covers_every_option_of_ldapauthenticator():
+    options = set(LDAPAuthenticator.class_own_traits(config=True))
+    assert options == legacy.OPTIONS
+    rows = migration_table()
+    assert set(rows) == options
+    for option in legacy.SAME:
+        assert f"`{legacy.SAME[option]}`" in rows[option], option
+    for option in legacy.REFUSED:
+        assert "refused" in rows[option], option
