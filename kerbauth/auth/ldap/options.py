@@ -305,9 +305,9 @@ class LDAPOptions(NamingOptions):
         Unicode(),
         config=True,
         help="""
-        Members of these LDAP groups are JupyterHub admins; when set, a user
-        who has left them loses admin at their next login (unless listed in
-        ``admin_users``). Names or DNs, as in ``allowed_groups``. Needs
+        Members of these LDAP groups are JupyterHub admins; when set, one who has
+        left them loses admin at their next login or refresh (with ``search_bind_dn``;
+        not if in ``admin_users``). Names or DNs, as in ``allowed_groups``. Needs
         ``group_search_base``. Example: ``{"hub-admins"}``.
 
         .. versionadded:: 0.1
