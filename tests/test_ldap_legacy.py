@@ -329,3 +329,61 @@ def test_the_migration_table_covers_every_option_of_ldapauthenticator():
         assert f"`{legacy.SAME[option]}`" in rows[option], option
     for option in legacy.REFUSED:
         assert "refused" in rows[option], option
+
+
+# --- the drop-in, in a real hub -------------------------------------------------------
+
+# A zero-to-jupyterhub site's hub.config for ldapauthenticator, as it is, with the one
+# line changed and the ticket options added.
+Z2JH_SITE = """
+import os
+c.JupyterHub.authenticator_class = "kerberos-ldap"
+c.Authenticator.enable_auth_state = True
+c.LDAPAuthenticator.server_address = "127.0.0.1"
+c.LDAPAuthenticator.server_port = int(os.environ["LDAP_PORT"])
+c.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": os.environ["LDAP_CA_FILE"]}
+c.LDAPAuthenticator.lookup_dn = True
+c.LDAPAuthenticator.user_search_base = "ou=people,dc=planetexpress,dc=com"
+c.LDAPAuthenticator.user_attribute = "uid"
+c.LDAPAuthenticator.lookup_dn_user_dn_attribute = "cn"
+c.LDAPAuthenticator.allowed_groups = ["cn=ship_crew,ou=people,dc=planetexpress,dc=com"]
+c.LDAPAuthenticator.auth_state_attributes = ["mail"]
+c.LDAPAuthenticator.admin_users = {"leela"}
+c.KerberosTickets.keytab_template = os.environ["KEYTAB_DIR"] + "/{username}.keytab"
+c.KerberosTickets.ccache_dir = os.environ["CCACHE_DIR"]
+"""
+
+
+def test_a_z2jh_ldapauthenticator_config_runs_a_hub_with_one_line_changed(
+    hub_factory, planetexpress, krb5_env, tmp_path, ccache_dir
+):
+    hub = hub_factory(
+        Z2JH_SITE,
+        env={
+            "LDAP_PORT": str(planetexpress.ldap_port),
+            "LDAP_CA_FILE": planetexpress.ca_file,
+            "KEYTAB_DIR": str(tmp_path),
+            "CCACHE_DIR": ccache_dir,
+            "KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"],
+            "JUPYTERHUB_CRYPT_KEY": "ab" * 32,
+        },
+    )
+    assert hub.login("fry", "fry").status_code == 302
+    assert hub.login("leela", "leela").status_code == 302
+    assert hub.login("hermes", "hermes").status_code == 403  # not in ship_crew
+    assert hub.login("fry", "bender").status_code == 403
+    fry = hub.api("GET", "/users/fry").json()
+    assert fry["admin"] is False
+    assert fry["auth_state"]["ldap_groups"] == [SHIP_CREW]
+    assert fry["auth_state"]["user_attributes"] == {"mail": ["fry@planetexpress.com"]}
+    assert hub.api("GET", "/users/leela").json()["admin"] is True
+    log = hub.log_text()
+    for old, new in [
+        ("server_address", "server_address"),
+        ("tls_kwargs['ca_certs_file']", "tls_ca_file"),
+        ("lookup_dn", "lookup_dn"),
+        ("allowed_groups", "allowed_groups"),
+        ("admin_users", "admin_users"),
+    ]:
+        line = f"kerbauth: ldapauthenticator option {old} read as {NAME}.{new}\n"
+        assert log.count(line) == 1, line
