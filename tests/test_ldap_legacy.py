@@ -158,11 +158,70 @@ async def test_the_certificate_is_verified_where_ldapauthenticator_did_not(base,
         await login(KerberosLDAPAuthenticator(config=base), "fry", "fry")
 
 
+# --- read onto the kerbauth options ---------------------------------------------------
+
+# Two sections a site writes: a search for the user's DN, and a DN template.
+Z = {"server_address": "ldap.corp", "lookup_dn": True, "user_search_base": "dc=corp"}
+T = {"server_address": "ldap.corp", "bind_dn_template": "uid={username},dc=corp"}
+
+# (label, c.LDAPAuthenticator.* beyond T, the kerbauth options it must give)
+READ_AS = [
+    ("one host", {"server_address": "ldap.corp"}, {"server_address": ["ldap.corp"]}),
+    ("on_connect", {"tls_strategy": "on_connect"}, {"tls_strategy": "ldaps"}),
+    ("use_ssl", {"use_ssl": True}, {"tls_strategy": "ldaps"}),
+    ("insecure", {"tls_strategy": "insecure"}, {"tls_strategy": "insecure"}),
+    ("a template string", {}, {"bind_dn_template": ["uid={username},dc=corp"]}),
+    ("the regex", {"valid_username_regex": "^[a-z]+$"}, {"username_pattern": "^[a-z]+$"}),
+    (
+        "lookup with a search account and filter",
+        {
+            "bind_dn_template": [],
+            "lookup_dn": True,
+            "user_search_base": "dc=corp",
+            "lookup_dn_search_user": "cn=search,dc=corp",
+            "lookup_dn_search_password": "pw",
+            "lookup_dn_search_filter": "(&(objectClass=person)({login_attr}={login}))",
+        },
+        {
+            "search_bind_dn": "cn=search,dc=corp",
+            "search_bind_password": "pw",
+            "user_search_filter": "(&(objectClass=person)({user_attribute}={username}))",
+        },
+    ),
+    (
+        "groups in one tree, the old filter",
+        {
+            "allowed_groups": ["cn=a,ou=groups,dc=corp", "cn=b,ou=teams,ou=groups,dc=corp"],
+            "group_search_filter": "(|(member={userdn})(memberUid={uid}))",
+        },
+        {
+            "group_search_base": "ou=groups,dc=corp",
+            "group_search_filter": "(|(member={user_dn})(memberUid={username}))",
+        },
+    ),
+    (
+        "one group, the default filter",
+        {"allowed_groups": ["cn=a,ou=groups,dc=corp"]},
+        {
+            "group_search_base": "cn=a,ou=groups,dc=corp",
+            "group_search_filter": legacy.OLD_GROUP_FILTER,
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("old, new", [c[1:] for c in READ_AS], ids=[c[0] for c in READ_AS])
+def test_each_option_is_read_onto_the_kerbauth_option_of_the_same_meaning(base, old, new):
+    for name, value in {**T, **old}.items():
+        setattr(base.LDAPAuthenticator, name, value)
+    authenticator = KerberosLDAPAuthenticator(config=base)
+    for name, value in new.items():
+        assert getattr(authenticator, name) == value, name
+
+
 # --- refused at start-up --------------------------------------------------------------
 
 # (label, c.LDAPAuthenticator.*, c.KerberosLDAPAuthenticator.*, the message's start)
-Z = {"server_address": "ldap.corp", "lookup_dn": True, "user_search_base": "dc=corp"}
-T = {"server_address": "ldap.corp", "bind_dn_template": "uid={username},dc=corp"}
 REFUSED = [
     (
         "search_filter",
