@@ -87,7 +87,9 @@ def check_ldap_tls(site):
     servers = site.facts.get("ldap_servers")
     if not servers:
         raise Skip("no LDAP server reachable")
-    anonymous = dataclasses.replace(query, search_bind_dn="", search_bind_password="")
+    anonymous = dataclasses.replace(
+        query, search_bind_dn="", search_bind_password="", search_bind_kerberos=None
+    )
     trusted = site.authenticator.tls_ca_file or "the system's CAs"
     verified, failed = [], []
     for server in servers:
@@ -123,7 +125,8 @@ def _usable_servers(site, directory):
 
 def check_ldap_bind(site):
     directory, query = _ldap(site)
-    if not query.search_bind_dn:
+    account = query.search_bind_dn or str(query.search_bind_kerberos or "")
+    if not account:
         raise Skip("no KerberosLDAPAuthenticator.search_bind_dn: searches are anonymous")
     server = _usable_servers(site, directory)[0]
     try:
@@ -132,17 +135,19 @@ def check_ldap_bind(site):
         return (
             PROBLEM,
             f"{server}: {e}",
-            "check KerberosLDAPAuthenticator.search_bind_dn and search_bind_password",
+            "check KerberosLDAPAuthenticator.search_bind_principal and search_bind_keytab"
+            if query.search_bind_kerberos
+            else "check KerberosLDAPAuthenticator.search_bind_dn and search_bind_password",
         )
     site.facts["ldap_bind"] = True
-    return (OK, f"bound as {query.search_bind_dn} on {server}", "")
+    return (OK, f"bound as {account} on {server}", "")
 
 
 def check_ldap_lookup(site):
     directory, query = _ldap(site)
     if site.username is None:
         raise Skip("give --user NAME to look the user up")
-    if not query.search_bind_dn:
+    if not (query.search_bind_dn or query.search_bind_kerberos):
         raise Skip("without search_bind_dn only the user's own password can read their entry")
     if not site.facts.get("ldap_bind"):
         raise Skip("needs the service bind (see the ldap-bind line)")

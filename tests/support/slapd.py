@@ -180,6 +180,27 @@ def make_server_cert(ca_key, ca_cert, names=("localhost",), ips=("127.0.0.1",)):
     return key, cert
 
 
+def make_client_cert(ca_key, ca_cert, cn="jupyterhub"):
+    """A TLS client certificate for ``cn`` signed by the CA: ``(key, cert)``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
 def _write_pem(path, data, mode=0o644):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "wb") as f:
@@ -271,8 +292,11 @@ def seed_ldif(people, groups, service_password):
     return "\n\n".join("\n".join(lines) for lines in entries) + "\n"
 
 
-def slapd_conf(directory, admin_password):
-    """The slapd.conf of the test server: mdb, TLS, access for binds and logged-in users."""
+def slapd_conf(directory, admin_password, extra=()):
+    """The slapd.conf of the test server: mdb, TLS, access for binds and logged-in users.
+
+    ``extra``: more global lines (TLS or SASL settings), before the database.
+    """
     lines = [f"include /etc/ldap/schema/{name}.schema" for name in SCHEMAS]
     lines += [
         f"pidfile {directory}/slapd.pid",
@@ -282,6 +306,7 @@ def slapd_conf(directory, admin_password):
         f"TLSCACertificateFile {directory}/ca.pem",
         f"TLSCertificateFile {directory}/server.pem",
         f"TLSCertificateKeyFile {directory}/server.key",
+        *extra,
         "database mdb",
         "maxsize 16777216",
         f'suffix "{BASE_DN}"',
@@ -315,6 +340,8 @@ class Slapd:
     service_password: str
     people: dict
     groups: dict
+    ca_key: object = None  # the test CA's private key: for client certificates
+    ca_cert: object = None
     host: str = "127.0.0.1"
     base_dn: str = BASE_DN
     admin_dn: str = ADMIN_DN
@@ -411,11 +438,13 @@ def _wait_ready(slapd, deadline):
 
 
 @contextlib.contextmanager
-def running_slapd(people=None, groups=None, log_level="stats"):
+def running_slapd(people=None, groups=None, log_level="stats", extra_conf=(), env=None):
     """Start a throwaway slapd; yield a :class:`Slapd`; stop it and remove everything.
 
     ``log_level`` is slapd's ``-d`` level; ``"stats"`` logs every connection,
-    bind and search filter (the tests read it), ``"0"`` nothing.
+    bind and search filter (the tests read it), ``"0"`` nothing. ``extra_conf``:
+    global slapd.conf lines (TLS, SASL); ``env``: variables added to slapd's
+    environment (KRB5_CONFIG, KRB5_KTNAME for SASL/GSSAPI).
     """
     people = people if people is not None else default_people()
     groups = groups if groups is not None else default_groups(people)
@@ -432,7 +461,7 @@ def running_slapd(people=None, groups=None, log_level="stats"):
         write_cert(os.path.join(directory, "other-ca.pem"), make_ca("some other CA")[1])
         admin_password, service_password = _password(), _password()
         conf = os.path.join(directory, "slapd.conf")
-        _write_pem(conf, slapd_conf(directory, admin_password).encode(), mode=0o600)
+        _write_pem(conf, slapd_conf(directory, admin_password, extra_conf).encode(), mode=0o600)
         subprocess.run(
             ["slapadd", "-q", "-f", conf],
             input=seed_ldif(people, groups, service_password).encode("utf-8"),
@@ -451,6 +480,7 @@ def running_slapd(people=None, groups=None, log_level="stats"):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
             )
         server = Slapd(
             directory=directory,
@@ -463,6 +493,8 @@ def running_slapd(people=None, groups=None, log_level="stats"):
             service_password=service_password,
             people=people,
             groups=groups,
+            ca_key=ca_key,
+            ca_cert=ca_cert,
         )
         _wait_ready(server, time.monotonic() + 15)
         yield server

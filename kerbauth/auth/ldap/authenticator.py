@@ -21,6 +21,7 @@ from kerbauth.auth.ldap import legacy
 from kerbauth.auth.ldap.options import LDAPOptions
 from kerbauth.auth.ldap.queries import directory_name
 from kerbauth.auth.ldap.refresh import DirectoryRefresh
+from kerbauth.auth.ldap.tls_sasl_options import TlsAndSaslOptions
 from kerbauth.auth.limits import LoginLimits
 from kerbauth.core.errors import TicketError
 from kerbauth.core.names import InvalidUsername, check_username, log_safe
@@ -52,7 +53,7 @@ def user_info_from(attributes, mapping):
 
 
 class KerberosLDAPAuthenticator(
-    LDAPOptions, LoginLimits, DirectoryRefresh, KerberosTickets, Authenticator
+    LDAPOptions, TlsAndSaslOptions, LoginLimits, DirectoryRefresh, KerberosTickets, Authenticator
 ):
     """Log in with an LDAP bind; each server gets the user's Kerberos ticket.
 

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import ldap3
 from ldap3.core import exceptions as ldap_errors
 
+# The context of the TLS options, built by settings; importable from here as before.
+from kerbauth.auth.ldap.tls import tls_context
+
 __all__ = [
     "TLS_STRATEGIES",
     "DirectoryError",
@@ -64,18 +67,6 @@ class Directory:
     receive_timeout: float = 5.0
     login_timeout: float = 30.0  # all servers of one login together
     max_response_bytes: int = 4 * 1024 * 1024  # read from one server in one login
-
-
-def tls_context(ca_file=None):
-    """An SSL context that checks the server's certificate and its host name.
-
-    ``ca_file``: PEM file of the CAs to trust; the system's CAs when empty.
-    """
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
 
 
 def _no_delay(sock):
@@ -361,18 +352,30 @@ def with_failover(directory, work, log, deadline=None):
             log.warning("kerbauth: LDAP server %s unusable: %s", server, reason)
             log.debug("kerbauth: LDAP server %s: connecting raised", server, exc_info=True)
             continue
+        connected = limits.received
         try:
             return work(conn), server
         except DirectoryError:
             raise
         except Exception as e:  # noqa: BLE001 - whatever a server makes us raise, it failed
             reason = describe(e)
+            if tls is not None and limits.received == connected and "terminated" in reason:
+                reason = CLOSED_IN_TLS  # closed over TLS before its first answer
             failures.append(f"{server}: {reason}")
             log.warning("kerbauth: LDAP server %s failed: %s", server, reason)
             log.debug("kerbauth: LDAP server %s: the login raised", server, exc_info=True)
         finally:
             _close(conn)
     raise DirectoryUnavailable("no LDAP server could be used: " + "; ".join(failures))
+
+
+# A TLS 1.3 server checks the client's certificate after the client has finished its
+# handshake: a refusal is a connection closed at the first request.
+CLOSED_IN_TLS = (
+    "TLS failed: the server closed the connection in the handshake or right after it;"
+    " it may refuse our TLS version or ciphers (tls_minimum_version, tls_ciphers) or want"
+    " a client certificate it trusts (tls_client_cert)"
+)
 
 
 def describe(error):
@@ -387,6 +390,8 @@ def describe(error):
         # original type, without the original's attributes: look for those.
         if getattr(cause, "verify_message", None):
             return f"TLS certificate refused: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return CLOSED_IN_TLS
         if isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None):
             return f"TLS failed: {cause.reason}"
         if isinstance(cause, LoginDeadline):

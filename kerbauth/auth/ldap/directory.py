@@ -25,6 +25,7 @@ from kerbauth.auth.ldap.connection import (
     with_failover,
 )
 from kerbauth.auth.ldap.queries import dn_from_template, user_filter
+from kerbauth.auth.ldap.sasl import kerberos_bind
 from kerbauth.core.names import log_safe
 
 # DirectoryError and DirectoryUnavailable are what check_login and lookup_user raise.
@@ -112,9 +113,20 @@ def _exists(conn, dn):
     return bool(_search(conn, dn, "(objectClass=*)", [], scope=ldap3.BASE))
 
 
+def _bind_search_account(conn, query):
+    """Bind as the search account, simple or Kerberos (search_bind_mechanism); True if accepted."""
+    if query.search_bind_kerberos is not None:
+        return kerberos_bind(conn, query.search_bind_kerberos)
+    return _bind(conn, query.search_bind_dn, query.search_bind_password)
+
+
+def _search_account(query):
+    return str(query.search_bind_kerberos or "") or query.search_bind_dn
+
+
 def _bind_service(conn, query):
-    if not _bind(conn, query.search_bind_dn, query.search_bind_password):
-        raise DirectoryError(f"the directory refused the search account {query.search_bind_dn!r}")
+    if not _bind_search_account(conn, query):
+        raise DirectoryError(f"the directory refused the search account {_search_account(query)!r}")
 
 
 # --- the user's entry -----------------------------------------------------------------
@@ -151,11 +163,11 @@ def _find_groups(conn, query, dn, username):
 
 def _login_on(conn, query, username, password, log):
     """Check the password on one open connection; LoginResult or None."""
-    service = bool(query.search_bind_dn)
+    service = bool(_search_account(query))
     if query.search_base:
-        if service and not _bind(conn, query.search_bind_dn, query.search_bind_password):
+        if service and not _bind_search_account(conn, query):
             raise DirectoryError(
-                f"the directory refused the search account {query.search_bind_dn!r}"
+                f"the directory refused the search account {_search_account(query)!r}"
                 f" ({conn.result.get('description')})"
             )
         dn = _find_dn_by_search(conn, query, username, log)
@@ -195,7 +207,7 @@ def _login_on(conn, query, username, password, log):
 
 def _lookup_on(conn, query, username, log):
     """Find and read ``username``'s entry without their password; (dn, attributes) or None."""
-    if query.search_bind_dn:
+    if _search_account(query):
         _bind_service(conn, query)
     if query.search_base:
         dn = _find_dn_by_search(conn, query, username, log)

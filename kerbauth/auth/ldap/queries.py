@@ -37,6 +37,7 @@ class UserQuery:
     user_attribute: str = "uid"
     search_bind_dn: str = ""
     search_bind_password: str = ""
+    search_bind_kerberos: object = None  # a connection.KerberosBind (search_bind_mechanism)
     attributes: list = field(default_factory=list)
     group_search_base: str = ""
     group_search_filter: str = ""

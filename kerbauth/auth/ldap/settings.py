@@ -11,9 +11,12 @@ naming the full option and the fix; :func:`build` reads the options into the
 
 import os
 import re
+import ssl
 
-from kerbauth.auth.ldap.connection import Directory, tls_context
+from kerbauth.auth.ldap.connection import Directory
 from kerbauth.auth.ldap.queries import UserQuery, check_filter_template, directory_name
+from kerbauth.auth.ldap.sasl import KerberosBind, check_kerberos_bind
+from kerbauth.auth.ldap.tls import KeyNeedsPassphrase, tls_context
 from kerbauth.core.address import parse_address
 from kerbauth.core.errors import ConfigError
 from kerbauth.core.names import InvalidUsername, check_username
@@ -64,6 +67,8 @@ def check(options):
         )
     _check_username_map(options)
     _check_tls(options)
+    _check_tls_client(options)
+    _check_search_bind_mechanism(options)
     _check_filters(options)
     _check_user_info(options)
     _check_modes(options)
@@ -118,6 +123,114 @@ def _check_tls(options):
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         raise ConfigError(
             f"{NAME}.tls_ca_file {options.tls_ca_file!r} holds no usable PEM CA certificate ({e})"
+        ) from None
+
+
+def _tls_options(options):
+    """The TLS client options as :func:`tls_context` takes them."""
+    return {
+        "minimum_version": options.tls_minimum_version,
+        "ciphers": options.tls_ciphers,
+        "client_cert": options.tls_client_cert,
+        "client_key": options.tls_client_key,
+    }
+
+
+def _check_readable(option, path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"{NAME}.{option} {path!r} is not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{NAME}.{option} {path!r} cannot be read: {e.strerror}") from None
+
+
+def _check_tls_client(options):
+    """tls_minimum_version, tls_ciphers, tls_client_cert and tls_client_key."""
+    changed = [
+        o for o in ("tls_ciphers", "tls_client_cert", "tls_client_key") if getattr(options, o)
+    ] + (["tls_minimum_version"] if options.tls_minimum_version != "1.2" else [])
+    if changed and options.tls_strategy == "insecure":
+        raise ConfigError(
+            f'{NAME}.{changed[0]} is set but {NAME}.tls_strategy is "insecure" (no TLS at all)'
+        )
+    if options.tls_ciphers and options.tls_minimum_version == "1.3":
+        raise ConfigError(
+            f'{NAME}.tls_ciphers cannot be combined with {NAME}.tls_minimum_version = "1.3":'
+            " a cipher string chooses TLS 1.2 suites only, so it would be ignored"
+        )
+    if options.tls_client_key and not options.tls_client_cert:
+        raise ConfigError(f"{NAME}.tls_client_key requires {NAME}.tls_client_cert")
+    if options.tls_ciphers:
+        try:
+            ssl.create_default_context().set_ciphers(options.tls_ciphers)
+        except ssl.SSLError:
+            raise ConfigError(
+                f"{NAME}.tls_ciphers {options.tls_ciphers!r}: OpenSSL selects no cipher from it"
+                ' (give an OpenSSL cipher string, e.g. "ECDHE+AESGCM")'
+            ) from None
+    if not options.tls_client_cert:
+        return
+    for option in ("tls_client_cert", "tls_client_key"):
+        if getattr(options, option):
+            _check_readable(option, getattr(options, option))
+    files = f"{NAME}.tls_client_cert {options.tls_client_cert!r}" + (
+        f" with {NAME}.tls_client_key {options.tls_client_key!r}" if options.tls_client_key else ""
+    )
+    try:
+        tls_context(None, **_tls_options(options))
+    except KeyNeedsPassphrase:
+        raise ConfigError(
+            f"{files}: the key is protected by a passphrase, which the hub cannot type;"
+            " store it without one (openssl pkey), readable by the hub only"
+        ) from None
+    except ssl.SSLError as e:
+        raise ConfigError(
+            f"{files}: not a PEM certificate and its matching private key ({e.reason or e})"
+        ) from None
+
+
+def _check_search_bind_mechanism(options):
+    """search_bind_mechanism and the options it needs or excludes."""
+    kerberos = ("search_bind_principal", "search_bind_keytab")
+    if options.search_bind_mechanism == "simple":
+        for option in kerberos:
+            if getattr(options, option):
+                raise ConfigError(
+                    f'{NAME}.{option} is set but {NAME}.search_bind_mechanism is "simple":'
+                    ' set search_bind_mechanism = "gssapi" to use it'
+                )
+        return
+    for option in ("search_bind_dn", "search_bind_password"):
+        if getattr(options, option):
+            raise ConfigError(
+                f'{NAME}.{option} is set but {NAME}.search_bind_mechanism is "gssapi":'
+                " the search account is search_bind_principal; remove it"
+            )
+    for option in kerberos:
+        if not getattr(options, option):
+            raise ConfigError(f'{NAME}.search_bind_mechanism = "gssapi" requires {NAME}.{option}')
+    _check_readable("search_bind_keytab", options.search_bind_keytab)
+    if os.stat(options.search_bind_keytab).st_mode & 0o004:
+        options.log.warning(
+            "kerbauth: %s.search_bind_keytab %r is readable by every local user:"
+            " anyone can bind as %s; make it readable by the hub only",
+            NAME,
+            options.search_bind_keytab,
+            options.search_bind_principal,
+        )
+    bind = KerberosBind(options.search_bind_principal, options.search_bind_keytab)
+    try:
+        check_kerberos_bind(bind)
+    except ImportError as e:
+        raise ConfigError(
+            f'{NAME}.search_bind_mechanism = "gssapi" needs the Python package gssapi ({e})'
+        ) from None
+    except ValueError as e:
+        raise ConfigError(
+            f"{NAME}.search_bind_keytab {options.search_bind_keytab!r} gives no ticket for"
+            f" {NAME}.search_bind_principal {options.search_bind_principal!r}: {e}"
         ) from None
 
 
@@ -182,7 +295,7 @@ def build(options):
             for entry in options.server_address
         ],
         tls_strategy=options.tls_strategy,
-        context=None if insecure else tls_context(options.tls_ca_file),
+        context=None if insecure else tls_context(options.tls_ca_file, **_tls_options(options)),
         connect_timeout=options.connect_timeout,
         receive_timeout=options.receive_timeout,
         login_timeout=options.login_timeout,
@@ -204,6 +317,11 @@ def build(options):
         user_attribute=options.user_attribute,
         search_bind_dn=options.search_bind_dn,
         search_bind_password=options.search_bind_password,
+        search_bind_kerberos=(
+            KerberosBind(options.search_bind_principal, options.search_bind_keytab)
+            if options.search_bind_mechanism == "gssapi"
+            else None
+        ),
         attributes=attributes,
         group_search_base=options.group_search_base,
         group_search_filter=options.group_search_filter,
