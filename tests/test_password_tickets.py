@@ -7,7 +7,7 @@ import stat
 from types import SimpleNamespace
 
 import pytest
-from jupyterhub.auth import DummyAuthenticator
+from jupyterhub.auth import Authenticator, DummyAuthenticator
 from traitlets.config import Config
 
 from kerbauth import KerberosTickets
@@ -99,7 +99,9 @@ class User(SimpleNamespace):
         return self.auth_state
 
 
-async def test_login_keeps_the_ticket_in_auth_state_and_spawn_writes_it(authenticator, krb5_env):
+async def test_login_keeps_the_ticket_in_auth_state_and_spawn_writes_it(
+    authenticator, krb5_env, monkeypatch
+):
     add_password_principal(krb5_env, "nobody")
     authenticated = await authenticator.get_authenticated_user(
         None, {"username": "nobody", "password": PASSWORD}
@@ -122,6 +124,18 @@ async def test_login_keeps_the_ticket_in_auth_state_and_spawn_writes_it(authenti
     assert read_ccache(cache).principal == ticket.principal
     # auth_state holds the hub's current ticket: the login is kept as it is.
     assert await authenticator.refresh_user(user) is True
+
+    # What the authenticator's own refresh says (its groups, its auth_state keys)
+    # comes back, with the hub's ticket in auth_state.
+    async def own_refresh(self, user, handler=None):
+        return {"name": user.name, "groups": ["staff"], "auth_state": {"dn": "uid=nobody"}}
+
+    monkeypatch.setattr(Authenticator, "refresh_user", own_refresh)
+    refreshed = await authenticator.refresh_user(user)
+    assert refreshed["groups"] == ["staff"]
+    assert refreshed["auth_state"]["dn"] == "uid=nobody"
+    assert refreshed["auth_state"][AUTH_STATE_KEY] == blob
+    monkeypatch.undo()
     await authenticator.post_spawn_stop(user, spawner)
     assert not os.path.exists(cache)
 

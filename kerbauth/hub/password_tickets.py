@@ -210,11 +210,17 @@ class PasswordTickets:
             )
             return False
         blob = base64.b64encode(data).decode("ascii")
-        if auth_state.get(AUTH_STATE_KEY) != blob:
-            auth_state = dict(auth_state)
-            auth_state[AUTH_STATE_KEY] = blob
-            return {"name": user.name, "auth_state": auth_state}
-        return True
+        if isinstance(result, dict) or auth_state.get(AUTH_STATE_KEY) != blob:
+            # What the authenticator's own refresh said (groups, fresher auth_state
+            # keys) is kept, with the hub's ticket in auth_state.
+            model = dict(result) if isinstance(result, dict) else {"name": user.name}
+            model["auth_state"] = {
+                **auth_state,
+                **(model.get("auth_state") or {}),
+                AUTH_STATE_KEY: blob,
+            }
+            return model
+        return result
 
     def _fetch_password_ticket_sync(self, user, data):
         """``(cache bytes, renewed)``: the hub's password ticket, renewed when it is due."""
