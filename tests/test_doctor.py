@@ -484,6 +484,19 @@ def test_ldap_service_bind_refused(realm, slapd, site_dir, local_user):
     assert "wrong-secret" not in output
 
 
+def test_ldap_service_bind_with_kerberos(realm, sasl_slapd, sasl_keytabs, site_dir, local_user):
+    """search_bind_mechanism = "gssapi": the doctor binds as the principal (no password)."""
+    _, keytab, principal = sasl_keytabs
+    gssapi = {"search_bind_dn": "", "search_bind_password": "", "search_bind_keytab": keytab}
+    gssapi.update(search_bind_mechanism="gssapi", search_bind_principal=principal)
+    config = ldap_site(realm, sasl_slapd, site_dir, local_user, **gssapi)
+    mark = sasl_slapd.log_mark()
+    code, lines, output = run_doctor(config, krb5_env(realm))
+    assert code == 0, output
+    assert f"bound as {principal} on 127.0.0.1:{sasl_slapd.ldap_port}" in lines["ldap-bind"][1]
+    assert f'BIND dn="{sasl_slapd.service_dn}" mech=GSSAPI' in sasl_slapd.log_since(mark)
+
+
 def test_ldap_server_down_and_unknown_user(realm, slapd, site_dir, local_user, dead_server):
     host, port = dead_server
     config = ldap_site(

@@ -1,11 +1,10 @@
 """The search account without a password (SASL/GSSAPI), and TLS client control, on real slapds.
 
-``sasl_slapd``: a slapd of its own that accepts SASL/GSSAPI binds from the
-session realm (its ``ldap/127.0.0.1`` key in a keytab named by KRB5_KTNAME,
-the principal ``jupyterhub/hub.test`` mapped to the service entry by
-``authz-regexp``). ``client_cert_slapd`` demands a client certificate signed
-by its CA; ``tls12_slapd`` speaks TLS 1.2 only, with one cipher suite. What
-reached each server is read from its own log.
+``sasl_slapd`` (support.slapd): a slapd of its own that accepts SASL/GSSAPI
+binds from the session realm, the hub's principal mapped to the service entry.
+``client_cert_slapd`` demands a client certificate signed by its CA;
+``tls12_slapd`` speaks TLS 1.2 only, with one cipher suite. What reached each
+server is read from its own log.
 """
 
 import os
@@ -19,7 +18,6 @@ from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator
 from kerbauth.core.errors import ConfigError
-from support.realm import add_principal
 from support.slapd import (
     SERVICE_DN,
     make_ca,
@@ -28,38 +26,6 @@ from support.slapd import (
     write_cert,
     write_key,
 )
-
-SERVICE = "jupyterhub/hub.test"
-
-
-@pytest.fixture(scope="module")
-def keytabs(realm):
-    """``(directory, hub keytab, principal)``: slapd's key and the hub's, in a 0700 directory."""
-    directory = tempfile.mkdtemp(prefix="kerbauth-sasl-")
-    try:
-        add_principal(realm, "ldap/127.0.0.1", keytab=os.path.join(directory, "ldap.keytab"))
-        hub_keytab = os.path.join(directory, "hub.keytab")
-        principal = add_principal(realm, SERVICE, keytab=hub_keytab)
-        yield directory, hub_keytab, principal
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def sasl_slapd(realm, keytabs):
-    directory, _, _ = keytabs
-    extra = [
-        "sasl-host 127.0.0.1",
-        f"sasl-realm {realm.realm}",
-        # slapd names a GSSAPI user uid=<principal without realm>,cn=<realm>,cn=gssapi,cn=auth.
-        f'authz-regexp "^uid={SERVICE},cn={realm.realm.lower()},cn=gssapi,cn=auth$" "{SERVICE_DN}"',
-    ]
-    env = {
-        "KRB5_CONFIG": realm.env["KRB5_CONFIG"],
-        "KRB5_KTNAME": os.path.join(directory, "ldap.keytab"),
-    }
-    with running_slapd(extra_conf=extra, env=env) as server:
-        yield server
 
 
 def gssapi_config(server, keytab, principal):
@@ -87,9 +53,9 @@ async def login(authenticator, username, password):
 
 
 async def test_a_lookup_dn_login_whose_search_bind_is_gssapi(
-    sasl_slapd, keytabs, krb5_env, ccache_dir
+    sasl_slapd, sasl_keytabs, krb5_env, ccache_dir
 ):
-    _, keytab, principal = keytabs
+    _, keytab, principal = sasl_keytabs
     c = gssapi_config(sasl_slapd, keytab, principal)
     c.KerberosTickets.ccache_dir = ccache_dir
     before = os.environ.get("KRB5CCNAME"), os.environ.get("KRB5_CLIENT_KTNAME")
@@ -115,11 +81,11 @@ async def test_a_lookup_dn_login_whose_search_bind_is_gssapi(
     assert (os.environ.get("KRB5CCNAME"), os.environ.get("KRB5_CLIENT_KTNAME")) == before
 
 
-def test_whoami_is_the_service_entry(sasl_slapd, keytabs, krb5_env):
+def test_whoami_is_the_service_entry(sasl_slapd, sasl_keytabs, krb5_env):
     """The bind kerbauth makes (connection.kerberos_bind) is the service entry to slapd."""
     from kerbauth.auth.ldap.sasl import KerberosBind, kerberos_bind
 
-    _, keytab, principal = keytabs
+    _, keytab, principal = sasl_keytabs
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=sasl_slapd.ca_file)
     server = ldap3.Server("127.0.0.1", port=sasl_slapd.ldap_port, tls=tls, get_info=ldap3.NONE)
     conn = ldap3.Connection(server, receive_timeout=5)
@@ -143,9 +109,9 @@ def test_whoami_is_the_service_entry(sasl_slapd, keytabs, krb5_env):
     ],
 )
 def test_a_gssapi_search_bind_that_cannot_work_stops_the_start(
-    case, sasl_slapd, keytabs, krb5_env, ccache_dir, tmp_path
+    case, sasl_slapd, sasl_keytabs, krb5_env, ccache_dir, tmp_path
 ):
-    _, keytab, principal = keytabs
+    _, keytab, principal = sasl_keytabs
     c = gssapi_config(sasl_slapd, keytab, principal)
     c.KerberosTickets.ccache_dir = ccache_dir
     a = c.KerberosLDAPAuthenticator
@@ -176,10 +142,10 @@ def test_a_gssapi_search_bind_that_cannot_work_stops_the_start(
 
 
 async def test_a_server_without_gssapi_refuses_the_login_with_the_reason_logged(
-    slapd, keytabs, krb5_env, ccache_dir, caplog
+    slapd, sasl_keytabs, krb5_env, ccache_dir, caplog
 ):
     """The session slapd has no Kerberos key: the bind fails, the 503 is logged with why."""
-    _, keytab, principal = keytabs
+    _, keytab, principal = sasl_keytabs
     c = gssapi_config(slapd, keytab, principal)
     c.KerberosTickets.ccache_dir = ccache_dir
     authenticator = KerberosLDAPAuthenticator(config=c)

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .ports import free_port
+from .realm import add_principal
 
 BASE_DN = "dc=kerbauth,dc=test"
 PEOPLE = f"ou=people,{BASE_DN}"
@@ -512,6 +513,45 @@ def running_slapd(people=None, groups=None, log_level="stats", extra_conf=(), en
 @pytest.fixture(scope="session")
 def slapd():
     with running_slapd() as server:
+        yield server
+
+
+# --- a slapd that takes SASL/GSSAPI binds ---------------------------------------------
+
+SASL_SERVICE = "jupyterhub/hub.test"  # the hub's principal, mapped to SERVICE_DN
+
+
+@pytest.fixture(scope="module")
+def sasl_keytabs(realm):
+    """``(directory, hub keytab, hub principal)``: slapd's ``ldap/127.0.0.1`` key and the
+    hub's, in a fresh directory (removed afterwards), from the session realm."""
+    directory = tempfile.mkdtemp(prefix="kerbauth-sasl-")
+    try:
+        add_principal(realm, "ldap/127.0.0.1", keytab=os.path.join(directory, "ldap.keytab"))
+        hub_keytab = os.path.join(directory, "hub.keytab")
+        principal = add_principal(realm, SASL_SERVICE, keytab=hub_keytab)
+        yield directory, hub_keytab, principal
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sasl_slapd(realm, sasl_keytabs):
+    """A slapd that accepts SASL/GSSAPI binds from the session realm: its key named by
+    KRB5_KTNAME, ``sasl-host`` 127.0.0.1, the hub's principal mapped to SERVICE_DN."""
+    directory = sasl_keytabs[0]
+    # slapd names a GSSAPI client uid=<principal without realm>,cn=<realm>,cn=gssapi,cn=auth.
+    authn = f"uid={SASL_SERVICE},cn={realm.realm.lower()},cn=gssapi,cn=auth"
+    extra = [
+        "sasl-host 127.0.0.1",
+        f"sasl-realm {realm.realm}",
+        f'authz-regexp "^{authn}$" "{SERVICE_DN}"',
+    ]
+    env = {
+        "KRB5_CONFIG": realm.env["KRB5_CONFIG"],
+        "KRB5_KTNAME": os.path.join(directory, "ldap.keytab"),
+    }
+    with running_slapd(extra_conf=extra, env=env) as server:
         yield server
 
 
