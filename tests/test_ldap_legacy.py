@@ -10,6 +10,7 @@ import logging
 import re
 import ssl
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ldapauthenticator import LDAPAuthenticator
@@ -130,6 +131,31 @@ async def test_the_same_section_logs_in_the_same_users_as_ldapauthenticator(
         if new:
             line = f"kerbauth: ldapauthenticator option {old} read as {NAME}.{new}"
             assert caplog.text.count(line) == 1, line
+
+
+async def test_a_refresh_keeps_the_auth_state_ldapauthenticator_users_read(base, planetexpress):
+    a = z2jh(base, planetexpress)
+    a.lookup_dn_search_user = "cn=admin,dc=planetexpress,dc=com"
+    a.lookup_dn_search_password = planetexpress.admin_password
+    a.allowed_groups = [ADMIN_STAFF, SHIP_CREW]
+    base.Authenticator.enable_auth_state = True
+    kerbauth = KerberosLDAPAuthenticator(config=base)
+    model = await login(kerbauth, "hermes", "hermes")
+    assert model["auth_state"]["ldap_groups"] == [ADMIN_STAFF]  # DNs, as ldapauthenticator's
+
+    async def get_auth_state():
+        return model["auth_state"]
+
+    user = SimpleNamespace(
+        name="hermes",
+        admin=False,
+        groups=[],
+        user_info=model.get("user_info"),
+        get_auth_state=get_auth_state,
+    )
+    refreshed = await kerbauth.refresh_user(user)
+    # Still allowed, and ldap_groups still the DNs the login wrote (nothing changed).
+    assert refreshed is True, refreshed
 
 
 async def test_a_looked_up_name_that_cannot_be_a_username_is_refused_not_changed(

@@ -184,25 +184,12 @@ class KerberosLDAPAuthenticator(
             result.server,
             "" if hub_name == username else f", hub user {hub_name}",
         )
-        auth_state = {
-            "ldap_dn": result.dn,
-            "ldap_attributes": {
-                name: result.attributes.get(name, []) for name in self.auth_state_attributes
-            },
-        }
+        auth_state = self.ldap_auth_state(result)
         model = {"name": hub_name, "auth_state": auth_state}
         if self.sends_user_info and self.user_info_attributes:
             model["user_info"] = user_info_from(result.attributes, self.user_info_attributes)
-        if result.groups is not None:
-            auth_state.update(group_policy.groups_state(result.groups))
-            if self.manage_groups:
-                model["groups"] = auth_state["ldap_groups"]
-        if self._legacy is not None:
-            legacy.legacy_auth_state(
-                self._legacy,
-                auth_state,
-                {name: result.attributes.get(name, []) for name in self.auth_state_attributes},
-            )
+        if result.groups is not None and self.manage_groups:
+            model["groups"] = group_policy.group_names(auth_state)
         if self.owner_from_ldap:
             if hub_name == username:
                 self._remember_owner(hub_name, result.attributes)
@@ -211,6 +198,18 @@ class KerberosLDAPAuthenticator(
                 # entry (as after a restart), not from the one that logged in.
                 self._owners.pop(hub_name, None)
         return model
+
+    def ldap_auth_state(self, result):
+        """auth_state's LDAP keys for ``result`` (a LoginResult), as a login and a
+        refresh write them: the DN, the attributes, the groups (and, for a
+        ldapauthenticator configuration, the keys it fills)."""
+        attributes = {name: result.attributes.get(name, []) for name in self.auth_state_attributes}
+        auth_state = {"ldap_dn": result.dn, "ldap_attributes": attributes}
+        if result.groups is not None:
+            auth_state.update(group_policy.groups_state(result.groups))
+        if self._legacy is not None:
+            legacy.legacy_auth_state(self._legacy, auth_state, attributes)
+        return auth_state
 
     def _name_from_entry(self, username, result):
         """The hub name from ``hub_username_attribute`` of the entry; None (logged) if unusable.

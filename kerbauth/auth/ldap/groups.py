@@ -59,6 +59,14 @@ def groups_state(groups):
     }
 
 
+def group_names(auth_state):
+    """The names of the groups in ``auth_state`` (what ``manage_groups`` gives JupyterHub):
+    ``ldap_groups``, or ``ldap_group_names`` where ``ldap_groups`` holds a
+    ldapauthenticator configuration's DNs."""
+    state = auth_state or {}
+    return state.get("ldap_group_names", state.get("ldap_groups", []))
+
+
 def member_of(auth_state, wanted):
     """Whether the groups in ``auth_state`` (:func:`groups_state`) include any of ``wanted``.
 

@@ -145,14 +145,7 @@ class DirectoryRefresh:
 
     async def _refreshed(self, user, handler, result, found):
         """The model of ``found`` (a LoginResult): False, True or what changed."""
-        state = {
-            "ldap_dn": found.dn,
-            "ldap_attributes": {
-                name: found.attributes.get(name, []) for name in self.auth_state_attributes
-            },
-        }
-        if found.groups is not None:
-            state.update(group_policy.groups_state(found.groups))
+        state = self.ldap_auth_state(found)
         authentication = {"name": user.name, "auth_state": state}
         if not self.check_blocked_users(user.name, authentication) or not self.check_allowed(
             user.name, authentication
@@ -170,7 +163,7 @@ class DirectoryRefresh:
             model["admin"] = admin
             changed |= bool(admin) != bool(user.admin)
         if self.manage_groups:
-            model["groups"] = state.get("ldap_groups", [])
+            model["groups"] = group_policy.group_names(state)
             changed |= set(model["groups"]) != {g.name for g in user.groups}
         if self.sends_user_info and self.user_info_attributes:
             from kerbauth.auth.ldap.authenticator import user_info_from
@@ -183,7 +176,7 @@ class DirectoryRefresh:
                 before = await user.get_auth_state() or {}
             after = {**before, **state}
             if found.groups is None:
-                for key in ("ldap_groups", "ldap_group_dns"):
+                for key in ("ldap_groups", "ldap_group_dns", "ldap_group_names"):
                     after.pop(key, None)
             model["auth_state"] = after
             changed |= after != before
