@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # The venv has the newest JupyterHub (6.x); these run again on 5.x through tox.
 JH5_TESTS ?= tests/test_pam_hub.py tests/test_ldap_hub.py tests/test_fetch_hub.py \
 	tests/test_spawn_hooks.py tests/test_password_tickets.py tests/test_config.py \
-	tests/test_identity_hub.py tests/test_jh6_surfaces.py
+	tests/test_identity_hub.py tests/test_jh6_surfaces.py tests/test_ldap_refresh.py
 # The consumer tests (issue 13: JVMs, pyspark, Apache, PostgreSQL, a 3-minute
 # window of 1-minute tickets) run in the side stream, after lowest, in the venv
 # (pyspark is only there): most of their time is waiting on a JVM or a clock.
