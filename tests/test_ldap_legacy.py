@@ -195,6 +195,12 @@ READ_AS = [
     ("one host", {"server_address": "ldap.corp"}, {"server_address": ["ldap.corp"]}),
     ("on_connect", {"tls_strategy": "on_connect"}, {"tls_strategy": "ldaps"}),
     ("use_ssl", {"use_ssl": True}, {"tls_strategy": "ldaps"}),
+    (
+        "TLS 1.2",
+        {"tls_kwargs": {"version": ssl.PROTOCOL_TLSv1_2}},
+        {"tls_minimum_version": "1.2"},
+    ),
+    ("ciphers", {"tls_kwargs": {"ciphers": "ECDHE+AESGCM"}}, {"tls_ciphers": "ECDHE+AESGCM"}),
     ("insecure", {"tls_strategy": "insecure"}, {"tls_strategy": "insecure"}),
     ("a template string", {}, {"bind_dn_template": ["uid={username},dc=corp"]}),
     ("the regex", {"valid_username_regex": "^[a-z]+$"}, {"username_pattern": "^[a-z]+$"}),
@@ -278,6 +284,12 @@ REFUSED = [
         {**T, "tls_kwargs": {"validate": ssl.CERT_NONE}},
         {},
         "LDAPAuthenticator.tls_kwargs['validate']: kerbauth always verifies",
+    ),
+    (
+        "an old TLS version",
+        {**T, "tls_kwargs": {"version": ssl.PROTOCOL_TLS_CLIENT}},
+        {},
+        "LDAPAuthenticator.tls_kwargs['version']: kerbauth speaks TLS 1.2 or 1.3 only",
     ),
     (
         "an unknown tls_kwargs key",

@@ -19,16 +19,14 @@ the two that have none in ldapauthenticator 2.0 either (``escape_userdn``,
 logged as such.
 
 :func:`translate` (a plain function) turns the section into kerbauth options,
-:func:`apply` sets them on the authenticator; :class:`NamingOptions` holds the
-option ``use_lookup_dn_username`` is read onto (``hub_username_attribute``).
+:func:`apply` sets them on the authenticator. ``use_lookup_dn_username`` is
+read onto ``hub_username_attribute`` (:mod:`kerbauth.auth.ldap.naming`).
 """
 
 import ssl
 
 from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.dn import parse_dn
-from traitlets import Unicode, observe
-from traitlets.config import LoggingConfigurable
 
 from kerbauth.auth.ldap.groups import same_dn
 from kerbauth.core.errors import ConfigError
@@ -40,7 +38,6 @@ __all__ = [
     "translate",
     "apply",
     "legacy_auth_state",
-    "NamingOptions",
 ]
 
 SECTION = "LDAPAuthenticator"
@@ -184,6 +181,17 @@ def _common_base(dns, option):
     return ",".join(f"{attr}={value}" for attr, value, _ in common)
 
 
+def _tls_version(value, option):
+    """ldap3's ``version`` (an ``ssl.PROTOCOL_*``) as kerbauth's ``tls_minimum_version``:
+    TLS 1.2 (the only one of them still safe) is read as "at least 1.2"."""
+    if value == getattr(ssl, "PROTOCOL_TLSv1_2", object()):
+        return "1.2"
+    raise ConfigError(
+        f"{_old(option)}: kerbauth speaks TLS 1.2 or 1.3 only; remove it, or set"
+        f' {NAME}.tls_minimum_version = "1.2" or "1.3"'
+    )
+
+
 def _tls(section, t, has_option):
     """tls_strategy, use_ssl and tls_kwargs."""
     strategy = None
@@ -217,6 +225,9 @@ def _tls(section, t, has_option):
                     f' {_old("tls_strategy")} = "insecure"'
                 )
             t.unused.append((option, "kerbauth always requires a verified certificate"))
+            continue
+        if key == "version" and has_option("tls_minimum_version"):
+            t.set(option, "tls_minimum_version", _tls_version(value, option))
             continue
         new = _TLS_KWARGS.get(key)
         if new is None or not has_option(new):
@@ -389,30 +400,3 @@ def legacy_auth_state(translation, auth_state, attributes):
     else:
         auth_state.setdefault("ldap_groups", [])
     return auth_state
-
-
-class NamingOptions(LoggingConfigurable):
-    """The option that names hub users by an attribute of their entry (a mixin of
-    :class:`~kerbauth.KerberosLDAPAuthenticator`; ldapauthenticator's
-    ``use_lookup_dn_username`` is read onto it)."""
-
-    hub_username_attribute = Unicode(
-        "",
-        config=True,
-        help="""
-        Name hub users by this attribute of their LDAP entry instead of the
-        name they typed: log in with one attribute (``user_attribute``, e.g.
-        ``mail`` or ``sAMAccountName``) and be named by another (e.g.
-        ``uid``). The entry must hold exactly one value of it; it is
-        lowercased and must then be a valid kerbauth username (letters,
-        digits, ``.``, ``_``, ``-``): a value that is not is refused, never
-        changed. Empty (default): the hub name is the typed name.
-        ``Authenticator.username_map`` is not applied to it. Example: ``"uid"``.
-
-        .. versionadded:: 0.2
-        """,
-    )
-
-    @observe("hub_username_attribute")
-    def _naming_changed(self, change):
-        self._settings = None  # the attribute is read at login: settings built again

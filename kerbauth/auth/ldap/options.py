@@ -13,7 +13,7 @@ from traitlets import All, Bool, Dict, Set, Unicode, observe, validate
 from kerbauth.auth.ldap import settings
 from kerbauth.auth.ldap.connection import TLS_STRATEGIES
 from kerbauth.auth.ldap.groups import DEFAULT_GROUP_FILTER
-from kerbauth.auth.ldap.legacy import NamingOptions
+from kerbauth.auth.ldap.naming import NamingOptions
 from kerbauth.core.address import parse_address
 from kerbauth.core.errors import ConfigError
 from kerbauth.traits import Choice, Count, Seconds, StringList
