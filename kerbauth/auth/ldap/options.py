@@ -219,9 +219,9 @@ class LDAPOptions(NamingOptions):
         help="""
         DN of the service account that searches for users (``lookup_dn``),
         reads their attributes and groups, and looks up ticket owners
-        (``owner_from_ldap``). Empty: searches are anonymous and, after a
-        login, made as the user. Example:
-        ``"cn=jupyterhub,ou=services,dc=corp,dc=example"``.
+        (``owner_from_ldap``). Empty, and no Kerberos bind
+        (``search_bind_mechanism``): searches are anonymous and, after a login,
+        made as the user. Example: ``"cn=jupyterhub,ou=services,dc=corp,dc=example"``.
 
         .. versionadded:: 0.1
         """,
