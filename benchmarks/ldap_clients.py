@@ -336,7 +336,7 @@ def burst_table(slapd, args):
 
 
 def hostile_cases(slapd, stack):
-    """(label, job fields, what "holds" means) for each misbehaving server."""
+    """(label, job fields) for each misbehaving server, started on ``stack``."""
     from support.hostile_ldap import HostileLDAP
     from support.slapd import blackhole, connect_hangs
 
@@ -355,44 +355,37 @@ def hostile_cases(slapd, stack):
     garbage = proxy(mode="malformed")
     ldaps = {"ldaps": True, "dn": alice.dn, "password": alice.password}
     return [
-        ("connect never completes", {**login, "host": hangs[0], "port": hangs[1]}, "fails ~1 s"),
-        ("accepts, never answers", {**login, "host": hole[0], "port": hole[1]}, "fails ~1 s"),
+        ("connect never completes", {**login, "host": hangs[0], "port": hangs[1]}),
+        ("accepts, never answers", {**login, "host": hole[0], "port": hole[1]}),
         (
             "trickles 1 byte/0.25 s",
             {**login, "host": trickle[0], "port": trickle[1]},
-            "fails ~1 s",
         ),
         (
             "each answer 0.8 s late",
             {**login, "host": slow[0], "port": slow[1], "starttls": True}
             | {"verify": True, "ca": slapd.ca_file},
-            "per answer",
         ),
         (
             "24 MB search answer",
             {**login, "host": huge[0], "port": huge[1], "search": slapd.base_dn},
-            "refused",
         ),
-        ("garbage answer", {**login, "host": garbage[0], "port": garbage[1]}, "fails"),
+        ("garbage answer", {**login, "host": garbage[0], "port": garbage[1]}),
         (
             "TLS: unknown CA",
             {**ldaps, "host": "127.0.0.1", "port": slapd.ldaps_port, "ca": slapd.other_ca_file},
-            "refused",
         ),
         (
             "TLS: other name",
             {**ldaps, "host": "127.0.0.2", "port": slapd.ldaps_port, "ca": slapd.ca_file},
-            "refused",
         ),
         (
             "TLS: no options",
             {**ldaps, "host": "127.0.0.1", "port": slapd.ldaps_port, "verify": False},
-            "refused",
         ),
         (
             "TLS: right CA (control)",
             {**ldaps, "host": "127.0.0.1", "port": slapd.ldaps_port, "ca": slapd.ca_file},
-            "works",
         ),
     ]
 
@@ -403,7 +396,7 @@ def hostile_table(slapd):
         f"{'server':<24} {'client':<12} {'result':<7} {'s':>5} {'RSS MB':>7}  what the client said"
     )
     with contextlib.ExitStack() as stack:
-        for label, fields, _ in hostile_cases(slapd, stack):
+        for label, fields in hostile_cases(slapd, stack):
             clients = [(c, c, {}) for c in CLIENTS]
             if label == "connect never completes":
                 clients.append(("bonsai+env", "bonsai", {"LDAPNETWORK_TIMEOUT": "1"}))
