@@ -18,6 +18,7 @@ from tornado import web
 from kerbauth.auth.ldap import directory as ldap_directory
 from kerbauth.auth.ldap import groups as group_policy
 from kerbauth.auth.ldap import legacy
+from kerbauth.auth.ldap.ad_errors import AccountRefused
 from kerbauth.auth.ldap.options import LDAPOptions
 from kerbauth.auth.ldap.queries import directory_name
 from kerbauth.auth.ldap.refresh import DirectoryRefresh
@@ -252,7 +253,8 @@ class KerberosLDAPAuthenticator(
         """:func:`ldap_directory.check_login` on the pool, within ``login_timeout``.
 
         LoginResult or None; raises the 503 HTTPError when the directory could
-        not answer in time.
+        not answer in time, and a 403 one with Active Directory's reason
+        (:mod:`~kerbauth.auth.ldap.ad_errors`) when it gives one.
         """
         directory, query = self._ldap_settings()
         deadline = time.monotonic() + self.login_timeout
@@ -277,6 +279,16 @@ class KerberosLDAPAuthenticator(
         except ldap_directory.DirectoryUnavailable as e:
             self.log.error("kerbauth: LDAP login of %s not checked: %s", log_safe(username), e)
             raise web.HTTPError(503, UNAVAILABLE_MESSAGE) from None
+        except AccountRefused as e:
+            # Active Directory says why (ad_errors): the user is told, in one sentence.
+            self.log.warning(
+                "kerbauth: LDAP login of %s refused by Active Directory with data %s (%s) for %s",
+                log_safe(username),
+                e.code,
+                e.meaning,
+                e.dn,
+            )
+            raise web.HTTPError(403, e.message) from None
         except ldap_directory.DirectoryError as e:
             self.log.error("kerbauth: LDAP login of %s failed: %s", log_safe(username), e)
             return None

@@ -17,6 +17,7 @@ import ldap3
 from ldap3.core import exceptions as ldap_errors
 
 from kerbauth.auth.ldap import groups as group_policy
+from kerbauth.auth.ldap.ad_errors import account_refusal
 from kerbauth.auth.ldap.connection import (
     DirectoryError,
     DirectoryUnavailable,
@@ -109,6 +110,18 @@ def _values(raw):
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in items]
 
 
+def _bind_user(conn, dn, password):
+    """:func:`_bind` with a user's password; raises
+    :class:`~kerbauth.auth.ldap.ad_errors.AccountRefused` when Active Directory
+    says why it refused (password expired, account locked, ...)."""
+    if _bind(conn, dn, password):
+        return True
+    refused = account_refusal(conn.result, dn)
+    if refused is not None:
+        raise refused
+    return False
+
+
 def _exists(conn, dn):
     return bool(_search(conn, dn, "(objectClass=*)", [], scope=ldap3.BASE))
 
@@ -171,7 +184,7 @@ def _login_on(conn, query, username, password, log):
                 f" ({conn.result.get('description')})"
             )
         dn = _find_dn_by_search(conn, query, username, log)
-        if dn is None or not _bind(conn, dn, password):
+        if dn is None or not _bind_user(conn, dn, password):
             return None
         earlier = []
     else:
@@ -182,7 +195,7 @@ def _login_on(conn, query, username, password, log):
         earlier = []
         for template in query.bind_dn_templates:
             dn = dn_from_template(template, username)
-            if _bind(conn, dn, password):
+            if _bind_user(conn, dn, password):
                 break
             earlier.append(dn)
         else:
@@ -231,7 +244,9 @@ def check_login(directory, query, username, password, log, deadline=None):
     login (no such user, wrong password, more than one match, an entry that
     is not the one ``username`` names). Raises :class:`DirectoryUnavailable`
     when no server could be asked, or none answered before ``deadline``
-    (``time.monotonic()``; default ``login_timeout`` from now). Blocking:
+    (``time.monotonic()``; default ``login_timeout`` from now). Raises
+    :class:`~kerbauth.auth.ldap.ad_errors.AccountRefused` when Active
+    Directory refuses the bind with a reason the user is told. Blocking:
     call it on a thread. The password is used for one bind and never logged.
     """
     if not password or not password.strip():
