@@ -5,7 +5,7 @@ message such as ``80090308: LdapErr: DSID-0C0903A9, comment:
 AcceptSecurityContext error, data 532, v1db1``; the hexadecimal after
 ``data`` is the Windows error that says why. :func:`account_refusal` reads it.
 
-Which codes reach the user: AD (and Samba's AD DC, where this is tested) sends
+Which codes reach the user: AD (as tested against Samba's AD DC) sends
 532, 773, 533, 701, 530 and 531 only when the password was right; a wrong
 password gets ``data 52e`` whatever the state of the account, and so does a
 name with no account. Telling the user those states reveals nothing to
