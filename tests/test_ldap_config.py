@@ -196,6 +196,17 @@ BAD_CONFIGS = [
         {"username_map": {"alice": "../bob"}},
         "Authenticator.username_map maps 'alice' to an unusable name",
     ),
+    (
+        "attributes of an entry a UPN bind does not name",
+        {"bind_dn_template": ["{username}@corp.example"], "auth_state_attributes": ["mail"]},
+        f"{NAME}.auth_state_attributes reads the user's entry, but {NAME}.bind_dn_template"
+        " binds with a name that is not a DN",
+    ),
+    (
+        "user_info of an entry a DOMAIN\\name bind does not name",
+        {"bind_dn_template": ["CORP\\{username}"], "user_info_attributes": {"name": "cn"}},
+        f"{NAME}.user_info_attributes reads the user's entry",
+    ),
 ]
 
 

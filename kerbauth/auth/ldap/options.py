@@ -330,14 +330,14 @@ class LDAPOptions(NamingOptions):
     )
     user_info_attributes = Dict(
         value_trait=Unicode(),
-        default_value={"display_name": "displayName", "email": "mail"},
+        default_value=settings.USER_INFO_DEFAULT,
         config=True,
         help="""
-        JupyterHub 6: the user's ``user_info``, each key from the first value of an
-        attribute of their entry, sent at every login (an attribute the entry lacks
-        leaves its key out; empty: none is sent; JupyterHub 5 has no user_info). Not
-        secret: the REST API shows it to whoever may read the user's name, and their
-        servers show ``display_name``. Example: ``{"display_name": "cn"}``.
+        JupyterHub 6 (5 has none): the user's ``user_info``, each key from the first value
+        of an attribute of their entry, sent at every login (a missing attribute leaves its
+        key out; empty, or the default after a bind by UPN: none sent). Not secret: the
+        REST API shows it to whoever may read the user's name, and their servers show
+        ``display_name``. Example: ``{"display_name": "cn"}``.
 
         .. versionadded:: 0.2
         """,

@@ -13,6 +13,9 @@ import os
 import re
 import ssl
 
+from ldap3.core.exceptions import LDAPInvalidDnError
+from ldap3.utils.dn import parse_dn
+
 from kerbauth.auth.ldap.connection import Directory
 from kerbauth.auth.ldap.queries import UserQuery, check_filter_template, directory_name
 from kerbauth.auth.ldap.sasl import KerberosBind, check_kerberos_bind
@@ -25,6 +28,8 @@ __all__ = ["NAME", "check", "build"]
 
 # How the options are written in jupyterhub_config.py: c.KerberosLDAPAuthenticator.*
 NAME = "KerberosLDAPAuthenticator"
+# user_info_attributes' default (JupyterHub 6): read only where the entry can be.
+USER_INFO_DEFAULT = {"display_name": "displayName", "email": "mail"}
 
 
 def check(options):
@@ -66,6 +71,7 @@ def check(options):
             " must have the time to accept the connection and answer"
         )
     _check_username_map(options)
+    _check_entry_readable(options)
     _check_tls(options)
     _check_tls_client(options)
     _check_search_bind_mechanism(options)
@@ -84,6 +90,40 @@ MODE_OPTIONS = (
     ("uid_number_attribute", "owner_from_ldap"),
     ("gid_number_attribute", "owner_from_ldap"),
 )
+
+
+def binds_by_name(options):
+    """Whether a user binds with a name that is not a DN (a UPN ``{username}@corp``, or
+    ``CORP\\{username}``, as Active Directory takes): then kerbauth has no DN of the
+    user's entry to read after the bind."""
+    if options.lookup_dn:
+        return False
+    for template in options.bind_dn_template:
+        try:
+            parse_dn(template.replace("{username}", "x"))
+        except LDAPInvalidDnError:
+            return True
+    return False
+
+
+def _check_entry_readable(options):
+    """What is read from the user's entry needs its DN: refused after a bind by name."""
+    if not binds_by_name(options):
+        return
+    wanted = [
+        option
+        for option in ("auth_state_attributes", "owner_from_ldap", "hub_username_attribute")
+        if getattr(options, option, None)
+    ]
+    if options.user_info_attributes != USER_INFO_DEFAULT:
+        wanted.append("user_info_attributes")
+    if wanted:
+        raise ConfigError(
+            f"{NAME}.{wanted[0]} reads the user's entry, but {NAME}.bind_dn_template binds"
+            " with a name that is not a DN (a UPN or DOMAIN\\name), so there is no entry"
+            f" to read: find users with {NAME}.lookup_dn = True (see Active Directory in"
+            " the docs), or remove it"
+        )
 
 
 def _check_modes(options):
@@ -308,7 +348,8 @@ def build(options):
     naming = getattr(options, "hub_username_attribute", "")
     if naming and naming not in attributes:
         attributes.append(naming)
-    if getattr(options, "sends_user_info", False):
+    # After a bind by name (a UPN) there is no entry to read: no user_info then.
+    if getattr(options, "sends_user_info", False) and not binds_by_name(options):
         attributes += [a for a in options.user_info_attributes.values() if a not in attributes]
     query = UserQuery(
         bind_dn_templates=[] if options.lookup_dn else list(options.bind_dn_template),
