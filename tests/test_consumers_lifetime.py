@@ -301,7 +301,11 @@ def check_notebook(nb, returncode, out):
     # across at least one. (Back to back is not gapless: a run of one kind may fall
     # between two of the watch's looks 50 ms apart, so "each kind at each one" would
     # be luck, not a property.)
-    covered = [(b, a, t) for b, a, t in watch.replacements if b >= nb.clients_started]
+    # (Those while they ran: a replacement just past ``until``, when the clients have
+    # stopped starting, is not one they could be running at.)
+    covered = [
+        (b, a, t) for b, a, t in watch.replacements if nb.clients_started <= b and a <= nb.until
+    ]
     assert len(covered) >= 3, (what, nb.clients_started, watch.replacements)
 
     def running(clients, before, after):

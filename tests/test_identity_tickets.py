@@ -323,7 +323,8 @@ async def test_a_full_disk_refuses_the_spawn_or_starts_without_a_ticket(
         with pytest.raises(web.HTTPError) as info:
             await authenticator.pre_spawn_start(user, server)
         assert info.value.cause == "ccache"
-        assert "No Kerberos ticket could be obtained for you" in info.value.log_message
+        # What the user is shown (the log gets the cause, on JupyterHub 6 as log_message).
+        assert "No Kerberos ticket could be obtained for you" in info.value.jupyterhub_message
     else:
         await authenticator.pre_spawn_start(user, server)
         assert "KRB5CCNAME" not in server.environment
