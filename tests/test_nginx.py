@@ -195,7 +195,13 @@ def klist_in_kernel(browser, user, kernel_id):
     try:
         kernel.connect()
         kernel.wait_ready(60)
-        run = kernel.execute("import subprocess; print(subprocess.run(['klist']).returncode)")
+        # klist's output captured and printed by the kernel's Python: what a subprocess
+        # writes to the kernel's own stdout reaches the client only on a thread of
+        # ipykernel's, maybe after the execution's reply.
+        run = kernel.execute(
+            "import subprocess; r = subprocess.run(['klist'], capture_output=True, text=True);"
+            " print(r.stdout, r.stderr, r.returncode)"
+        )
         assert run.ok, run.describe()
         return run.stdout
     finally:
