@@ -20,6 +20,7 @@ import pytest
 from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator
+from support.processes import stop
 from support.slapd import default_groups, default_people, running_slapd
 
 EXAMPLE = os.path.join(
@@ -100,12 +101,7 @@ def started_again(slapd):
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def test_access_admin_and_groups_follow_the_directory(

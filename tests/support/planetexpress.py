@@ -25,6 +25,7 @@ import time
 import pytest
 
 from .ports import free_port
+from .processes import stop
 from .slapd import (
     Slapd,
     _password,
@@ -155,12 +156,7 @@ def running_planetexpress():
         yield server
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -34,6 +34,7 @@ import time
 import ldap3
 import pytest
 
+from support.processes import stop
 from support.slapd import make_ca, make_server_cert, write_cert, write_key
 
 REALM = "AD.KERBAUTH.TEST"
@@ -279,12 +280,7 @@ def running_samba_ad():
     finally:
         if process is not None:
             process.stdin.close()
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
         if added:
             subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .ports import free_port
+from .processes import stop
 from .realm import add_principal
 
 BASE_DN = "dc=kerbauth,dc=test"
@@ -203,7 +204,7 @@ def make_client_cert(ca_key, ca_cert, cn="jupyterhub"):
 
 
 def _write_pem(path, data, mode=0o644):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
@@ -501,12 +502,7 @@ def running_slapd(people=None, groups=None, log_level="stats", extra_conf=(), en
         yield server
     finally:
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 
