@@ -1,6 +1,7 @@
 """LDAP mode end to end: a real JupyterHub (with its proxy) running the OpenLDAP example
 against the test slapd and the test KDC; logins over HTTP, a real server, klist as the user."""
 
+import fcntl
 import os
 import pwd
 import subprocess
@@ -20,12 +21,27 @@ EXAMPLE = os.path.join(
     "jupyterhub_config.py",
 )
 USER = "lena"  # in hub-users; a local account with her LDAP uidNumber is made for the spawn
+LENA_LOCK = "/run/lock/kerbauth-tests-lena"
 
 
 @pytest.fixture
 def lena_account(slapd):
-    """A local account with the name, uid and gid of lena's LDAP entry; removed after."""
+    """A local account with the name, uid and gid of lena's LDAP entry; removed after.
+
+    Her name and ids are fixed (those of the directory's entry), and make test runs
+    this file in two streams at once (JupyterHub 6 and 5): a host-wide lock makes
+    the second wait for the first's teardown.
+    """
     person = slapd.people[USER]
+    lock = os.open(LENA_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _lena(person)
+    finally:
+        os.close(lock)
+
+
+def _lena(person):
     try:
         pwd.getpwnam(USER)
     except KeyError:
@@ -51,7 +67,8 @@ def lena_account(slapd):
         yield pwd.getpwnam(USER)
     finally:
         subprocess.run(["pkill", "-KILL", "-u", USER], check=False)
-        subprocess.run(["userdel", "-r", USER], check=False, capture_output=True)
+        # --force: a process of hers not reaped yet must not keep the account.
+        subprocess.run(["userdel", "--remove", "--force", USER], check=False, capture_output=True)
         subprocess.run(["groupdel", USER], check=False, capture_output=True)
 
 
