@@ -11,6 +11,8 @@ _EXPORTS = {
     "KerberosTickets": "hub.tickets",
     "KerberosLDAPAuthenticator": "auth.ldap.authenticator",
     "KerberosPAMAuthenticator": "auth.pam",
+    "KerberosKDCAuthenticator": "auth.kdc",
+    "KerberosSPNEGO": "auth.spnego",
 }
 
 
@@ -26,5 +28,7 @@ __all__ = [
     "KerberosTickets",
     "KerberosPAMAuthenticator",
     "KerberosLDAPAuthenticator",
+    "KerberosKDCAuthenticator",
+    "KerberosSPNEGO",
     "__version__",
 ]

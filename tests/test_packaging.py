@@ -16,8 +16,8 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 PIP = [sys.executable, "-m", "pip"]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-# The one published extra (development tools are dependency groups, never published).
-EXTRAS = {"krb5"}
+# The published extras (development tools are dependency groups, never published).
+EXTRAS = {"krb5", "spnego"}
 
 
 def declared():
@@ -56,7 +56,7 @@ def test_what_kerbauth_imports_is_declared_and_nothing_more():
     assert names <= set(imported), f"declared but never imported: {names - set(imported)}"
 
 
-def test_only_the_krb5_extra_is_published():
+def test_only_the_krb5_and_spnego_extras_are_published():
     assert set(PROJECT["optional-dependencies"]) == EXTRAS
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
     assert {"test", "docs", "lint", "bench"} <= set(groups)
@@ -92,6 +92,7 @@ def test_plain_install_needs_no_compiler(tmp_path):
     names = {item["metadata"]["name"].lower() for item in install}
     assert "jupyterhub" in names and "ldap3" in names and "pamela" in names
     assert "krb5" not in names, "the compiled bindings are only in the [krb5] extra"
+    assert "gssapi" not in names, "the GSSAPI bindings are only in the [spnego] extra"
     for item in install:
         if item["metadata"]["name"] == "kerbauth":
             continue
@@ -116,6 +117,7 @@ def test_wheel_contains_every_module(tmp_path):
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "kerberos-pam = kerbauth:KerberosPAMAuthenticator" in text
     assert "kerberos-ldap = kerbauth:KerberosLDAPAuthenticator" in text
+    assert "kerberos-kdc = kerbauth:KerberosKDCAuthenticator" in text
     metadata = next(n for n in names if n.endswith("METADATA"))
     lines = zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
     assert {

@@ -89,6 +89,12 @@ class PasswordTickets:
         if authenticated is None or not self.password_tickets:
             return authenticated
         username = authenticated["name"]
+        brought = (authenticated.get("auth_state") or {}).get(AUTH_STATE_KEY)
+        if brought:
+            # The login itself brought the user's TGT (the kerberos-kdc mode's AS
+            # exchange, a delegated SPNEGO ticket): it is the ticket, not asked again.
+            self._hub_tickets[username] = base64.b64decode(brought)
+            return authenticated
         self.start()
         loop = asyncio.get_running_loop()
         try:
