@@ -25,6 +25,10 @@ CONSUMER_TESTS ?= $(sort $(wildcard tests/test_consumers*.py tests/test_spark_*.
 DEPLOYMENT_TESTS ?= tests/test_nginx.py tests/test_systemd.py tests/test_hub_db.py \
 	tests/test_ldap_ad.py
 SIDE_TESTS = $(DEPLOYMENT_TESTS) $(CONSUMER_TESTS)
+# The renewal tests against the clock (tickets of a minute over three lifetimes, a
+# KDC down for a minute, a hub restart): eight minutes, nearly all of it waiting for
+# tickets to age. They run as a third stream beside the two others, from the start.
+CLOCK_TESTS ?= tests/test_renewal_hub.py
 # The slowest tests of each run are listed at its end: what to look at first
 # when the run grows.
 DURATIONS = --durations=12
@@ -34,26 +38,33 @@ DURATIONS = --durations=12
 setup:
 	VENV=$(VENV) scripts/install-deps
 
-# Lint and docs first (quick); then the whole suite in the venv but the deployment
-# and consumer tests and, beside it, the hub tests on JupyterHub 5.x, the oldest
-# versions pyproject.toml allows (tox.ini says which tests), then the deployment
-# tests and the consumer tests (each of the four runs, whatever the others did).
-# The two streams run at once: most of a hub test is waiting for a process, and
-# the fixtures are made for parallel runs (random ports and names, a lock around
-# the shared groups). The side stream's output is printed after the suite's, whole.
+# Lint and docs first (quick); then three streams at once. The suite, in the venv,
+# without the deployment, consumer and clock tests. Beside it, the side stream:
+# the hub tests on JupyterHub 5.x, the oldest versions pyproject.toml allows
+# (tox.ini says which tests), then the deployment tests and the consumer tests
+# (each of the four runs, whatever the others did). And the clock stream: the
+# renewal tests against the clock. Most of a hub test is waiting for a process,
+# and the fixtures are made for parallel runs (random ports and names, a lock
+# around the shared groups). The other streams' output is printed after the
+# suite's, whole.
 test: setup
 	$(TOX) -e lint,docs
 	@log=$$(mktemp /tmp/make-test-side-XXXXXX); \
 	( rc=0; $(TOX) -e jh5 -- $(DURATIONS) $(JH5_TESTS) || rc=1; $(TOX) -e lowest || rc=1; \
 	  $(VENV)/bin/pytest $(DURATIONS) $(DEPLOYMENT_TESTS) || rc=1; \
 	  nice -n 10 $(VENV)/bin/pytest $(DURATIONS) $(CONSUMER_TESTS) || rc=1; exit $$rc ) >$$log 2>&1 & side=$$!; \
-	trap 'kill $$side 2>/dev/null; rm -f $$log' INT TERM; \
-	$(VENV)/bin/pytest $(DURATIONS) $(PYTEST_ARGS) $(addprefix --ignore=,$(SIDE_TESTS)); suite=$$?; \
+	clocklog=$$(mktemp /tmp/make-test-clock-XXXXXX); \
+	$(VENV)/bin/pytest $(DURATIONS) $(CLOCK_TESTS) >$$clocklog 2>&1 & clock=$$!; \
+	trap 'kill $$side $$clock 2>/dev/null; rm -f $$log $$clocklog' INT TERM; \
+	$(VENV)/bin/pytest $(DURATIONS) $(PYTEST_ARGS) $(addprefix --ignore=,$(SIDE_TESTS) $(CLOCK_TESTS)); suite=$$?; \
+	wait $$clock; clockrc=$$?; \
+	echo "--- the renewal tests against the clock (run beside the suite) ---"; \
+	cat $$clocklog; rm -f $$clocklog; \
 	wait $$side; tox=$$?; \
 	echo "--- tox -e jh5, tox -e lowest, the deployment tests, then the consumer tests (run beside the suite) ---"; \
 	cat $$log; rm -f $$log; \
-	echo "suite: exit $$suite; jh5, lowest, the deployment and the consumer tests: exit $$tox"; \
-	test $$suite -eq 0 && test $$tox -eq 0
+	echo "suite: exit $$suite; the clock tests: exit $$clockrc; jh5, lowest, the deployment and the consumer tests: exit $$tox"; \
+	test $$suite -eq 0 && test $$clockrc -eq 0 && test $$tox -eq 0
 
 lint:
 	$(TOX) -e lint
