@@ -1,14 +1,23 @@
 """Headless Chromium for the tests: Debian's chromium and chromium-driver, driven by selenium.
 
-``chromium(*flags)`` starts one with a fresh profile (removed afterwards) and
-the system's driver (selenium never downloads one). ``log_in(driver, base,
-user, password)`` uses JupyterHub's real login form and waits for JupyterLab;
-``klist_in_terminal(driver, user, principal)`` opens a terminal from
-JupyterLab's launcher, runs ``klist`` in it and returns the terminal's text
-once it shows ``principal``.
+``chromium(*flags, env=None, negotiate=False)`` starts one with a fresh
+profile (removed afterwards) and the system's driver (selenium never downloads
+one); ``env`` is added to the browser's process environment (``KRB5CCNAME``,
+``KRB5_CONFIG``: the ticket cache and realm a desktop user's browser would
+use). ``log_in(driver, base, user, password)`` uses JupyterHub's real login
+form and waits for JupyterLab; ``klist_in_terminal(driver, user, principal)``
+opens a terminal from JupyterLab's launcher, runs ``klist`` in it and returns
+the terminal's text once it shows ``principal``.
+
+``negotiate_policy(host)`` is the managed policy an administrator deploys for
+single sign-on: Chromium may answer ``WWW-Authenticate: Negotiate`` from
+``host`` with the user's ticket, and delegate it. The file goes into
+Chromium's machine-wide policy directory for as long as the ``with`` lasts and
+names only ``host``, so other tests' browsers are unaffected.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -35,21 +44,39 @@ FLAGS = (
     "--window-size=1280,720",
 )
 WAIT = 90  # seconds: a spawn on a busy host
+# Debian's Chromium reads machine-wide managed policies from every *.json here.
+POLICY_DIR = "/etc/chromium/policies/managed"
+# Held while a test's policy file is in place: two runs on one host (the suite and
+# tox's) would otherwise set the same policies in two files, and Chromium takes one.
+POLICY_LOCK = "/run/lock/kerbauth-tests-chromium-policy"
 
 
 @contextlib.contextmanager
-def chromium(*flags):
-    """Headless Chromium with ``flags`` besides :data:`FLAGS` and a fresh profile."""
+def chromium(*flags, env=None, negotiate=False):
+    """Headless Chromium with ``flags`` besides :data:`FLAGS` and a fresh profile.
+
+    ``env`` is added to the environment of chromedriver and so of the browser.
+    ``negotiate``: the profile starts as one that has met a Negotiate challenge
+    before. Chromium on Linux refuses the first challenge a profile ever gets
+    (its network service runs in a sandbox that cannot load GSSAPI): it records
+    the challenge in the profile's Local State, restarts that service outside the
+    sandbox and negotiates from the next request on. A desktop user's browser
+    is past that first time; a fresh test profile is not.
+    """
     # Selenium must use the system's driver and browser, never download any.
     offline = os.environ.get("SE_OFFLINE")
     os.environ["SE_OFFLINE"] = "true"
     profile = tempfile.mkdtemp(prefix="kerbauth-chromium-")
     try:
+        if negotiate:
+            with open(os.path.join(profile, "Local State"), "w") as f:
+                json.dump({"net": {"received_http_auth_negotiate_headers": True}}, f)
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for flag in (*FLAGS, *flags, f"--user-data-dir={profile}"):
             options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        service = Service(CHROMEDRIVER, env={**os.environ, **env} if env else None)
+        driver = webdriver.Chrome(service=service, options=options)
         try:
             driver.set_script_timeout(30)
             yield driver
@@ -61,6 +88,52 @@ def chromium(*flags):
             os.environ.pop("SE_OFFLINE", None)
         else:
             os.environ["SE_OFFLINE"] = offline
+
+
+@contextlib.contextmanager
+def negotiate_policy(host):
+    """Chromium's managed policy for single sign-on with ``host`` (and nothing else), in
+    place while the ``with`` lasts: Negotiate with the user's ticket
+    (``AuthServerAllowlist``), delegating it (``AuthNegotiateDelegateAllowlist``), for
+    the service principal ``HTTP/<host>`` as the URL names it
+    (``DisableAuthNegotiateCnameLookup``: no DNS canonical name, the test maps the name
+    with ``--host-resolver-rules``; the port is not part of it, Chromium's default).
+
+    The file, and the policy directories when this made them, are removed afterwards.
+    Yields the file's path.
+    """
+    policy = {
+        "AuthServerAllowlist": host,
+        "AuthNegotiateDelegateAllowlist": host,
+        "DisableAuthNegotiateCnameLookup": True,
+    }
+    os.makedirs(os.path.dirname(POLICY_LOCK), exist_ok=True)
+    lock = os.open(POLICY_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    made, path = [], None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for directory in (os.path.dirname(POLICY_DIR), POLICY_DIR):
+            try:
+                os.mkdir(directory, 0o755)
+                made.append(directory)
+            except FileExistsError:
+                # Root writes into it: a real directory, not a link planted there.
+                assert not os.path.islink(directory), f"{directory} is a symbolic link"
+        path = os.path.join(POLICY_DIR, f"kerbauth-tests-{host}.json")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(path, flags, 0o644), "w") as f:
+            json.dump(policy, f)
+        yield path
+    finally:
+        try:
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            for directory in reversed(made):
+                with contextlib.suppress(OSError):  # not empty: someone else's file
+                    os.rmdir(directory)
+        finally:
+            os.close(lock)
 
 
 def log_in(driver, base, user, password, before_submit=None):
@@ -96,8 +169,9 @@ def put_lab_settings(driver, user, plugin, values):
     return driver.execute_async_script(script, url, json.dumps(values))
 
 
-def klist_in_terminal(driver, user, principal):
-    """In the user's JupyterLab: a terminal from the launcher, ``klist`` in it, its text."""
+def klist_in_terminal(driver, user, principal, command="klist"):
+    """In the user's JupyterLab: a terminal from the launcher, ``command`` (``klist``, or
+    ``klist -f`` for the flags) in it, its text."""
     wait = WebDriverWait(driver, WAIT)
     # The terminal's text in the page too (xterm's accessibility tree), not only drawn.
     plugin = "@jupyterlab/terminal-extension:plugin"
@@ -112,6 +186,7 @@ def klist_in_terminal(driver, user, principal):
 
     # The shell's prompt ("$ "): the terminal's websocket is open.
     wait.until(lambda d: "$" in text())
-    driver.find_element(By.CSS_SELECTOR, ".jp-Terminal .xterm-helper-textarea").send_keys("klist\n")
+    typed = driver.find_element(By.CSS_SELECTOR, ".jp-Terminal .xterm-helper-textarea")
+    typed.send_keys(command + "\n")
     wait.until(lambda d: f"Default principal: {principal}" in text())
     return text()
