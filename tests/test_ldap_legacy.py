@@ -133,6 +133,88 @@ async def test_the_same_section_logs_in_the_same_users_as_ldapauthenticator(
             assert caplog.text.count(line) == 1, line
 
 
+# search_filter, after the bind: (label, the section beyond z2jh(), admitted, excluded).
+# Each filter finds exactly one entry for the admitted login and none or two for the other.
+SEARCH_FILTERS = [
+    (
+        "captains only",
+        {
+            "lookup_dn_user_dn_attribute": "uid",
+            "search_filter": "(&({userattr}={username})(employeeType=Captain))",
+            "attributes": ["employeeType"],
+        },
+        ("leela", "leela"),
+        ("fry", "fry"),
+    ),
+    (
+        "two entries found is a refusal",
+        {"lookup_dn_user_dn_attribute": "uid", "search_filter": "(|(uid={username})(uid=fry))"},
+        ("fry", "fry"),
+        ("leela", "leela"),
+    ),
+    (
+        "{username} is the looked-up name (use_lookup_dn_username)",
+        {
+            "user_attribute": "givenName",
+            "lookup_dn_user_dn_attribute": "uid",
+            "use_lookup_dn_username": True,
+            "search_filter": "(&(uid={username})(employeeType=Delivery boy))",
+        },
+        ("philip", "fry"),
+        ("leela", "leela"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "section, admitted, excluded",
+    [c[1:] for c in SEARCH_FILTERS],
+    ids=[c[0] for c in SEARCH_FILTERS],
+)
+async def test_search_filter_admits_and_excludes_as_ldapauthenticator_does(
+    base, planetexpress, section, admitted, excluded, caplog
+):
+    a = z2jh(base, planetexpress)
+    a.allow_all = True
+    for name, value in section.items():
+        setattr(a, name, value)
+    caplog.set_level(logging.INFO)
+    reference = LDAPAuthenticator(config=base)
+    kerbauth = KerberosLDAPAuthenticator(config=base)
+    for typed, password in (admitted, excluded):
+        expected = seen_by_users(await login(reference, typed, password))
+        assert seen_by_users(await login(kerbauth, typed, password)) == expected, typed
+    assert (await login(kerbauth, *admitted)) is not None
+    assert (await login(kerbauth, *excluded)) is None
+    assert re.search(r"login_search_filter \(.*\) found (no|more than one) entry", caplog.text)
+    line = f"ldapauthenticator option search_filter read as {NAME}.login_search_filter"
+    assert caplog.text.count(line) == 1
+    if "attributes" in section:
+        assert caplog.text.count("ldapauthenticator option attributes read, without effect") == 1
+
+
+async def test_login_search_filter_with_a_dn_template(base, slapd, caplog):
+    # kerbauth's own option, without lookup_dn: searched as the user just bound.
+    a = base.KerberosLDAPAuthenticator
+    a.server_address = [f"127.0.0.1:{slapd.ldap_port}"]
+    a.tls_ca_file = slapd.ca_file
+    a.bind_dn_template = [f"uid={{username}},{slapd.people_dn}"]
+    a.user_search_base = slapd.base_dn
+    a.login_search_filter = "(&({user_attribute}={username})(mail=*))"
+    a.allow_all = True
+    kerbauth = KerberosLDAPAuthenticator(config=base)
+    mark = slapd.log_mark()
+    assert (await login(kerbauth, "alice", slapd.people["alice"].password))["name"] == "alice"
+    seen = slapd.log_since(mark)
+    # The filter's search runs on the connection bound as alice, after her bind.
+    bound = re.search(r"conn=(\d+) op=\d+ BIND dn=\"uid=alice,", seen)
+    assert bound, seen
+    assert re.search(rf"conn={bound.group(1)} op=\d+ SRCH base=\"{slapd.base_dn}\" scope=2", seen)
+    assert "(&(uid=alice)(mail=*))" in seen
+    assert await login(kerbauth, "carol", slapd.people["carol"].password) is None  # no mail
+    assert await login(kerbauth, "alice", "wrong") is None
+
+
 async def test_a_refresh_keeps_the_auth_state_ldapauthenticator_users_read(base, planetexpress):
     a = z2jh(base, planetexpress)
     a.lookup_dn_search_user = "cn=admin,dc=planetexpress,dc=com"
@@ -221,6 +303,20 @@ READ_AS = [
         },
     ),
     (
+        "search_filter, without lookup_dn",
+        {
+            "user_search_base": "dc=corp",
+            "user_attribute": "cn",
+            "search_filter": "(&({userattr}={username})(employeeType=Captain))",
+            "attributes": ["employeeType"],
+        },
+        {
+            "login_search_filter": "(&({user_attribute}={username})(employeeType=Captain))",
+            "user_search_base": "dc=corp",
+            "user_attribute": "cn",
+        },
+    ),
+    (
         "groups in one tree, the old filter",
         {
             "allowed_groups": ["cn=a,ou=groups,dc=corp", "cn=b,ou=teams,ou=groups,dc=corp"],
@@ -256,16 +352,42 @@ def test_each_option_is_read_onto_the_kerbauth_option_of_the_same_meaning(base, 
 # (label, c.LDAPAuthenticator.*, c.KerberosLDAPAuthenticator.*, the message's start)
 REFUSED = [
     (
-        "search_filter",
-        {**Z, "search_filter": "(uid={username})"},
+        "search_filter without user_search_base",
+        {**T, "search_filter": "(uid={username})"},
         {},
-        "LDAPAuthenticator.search_filter is not supported",
+        "LDAPAuthenticator.search_filter is searched with LDAPAuthenticator.user_search_base,"
+        " which is not set",
     ),
     (
-        "attributes",
-        {**Z, "attributes": ["mail"]},
+        "search_filter's {userattr} without user_attribute",
+        {**T, "user_search_base": "dc=corp", "search_filter": "({userattr}={username})"},
         {},
-        "LDAPAuthenticator.attributes is not supported",
+        "LDAPAuthenticator.search_filter is searched with LDAPAuthenticator.user_attribute,"
+        " which is not set",
+    ),
+    (
+        "search_filter's {username} is another attribute's value",
+        {
+            **Z,
+            "user_attribute": "uid",
+            "lookup_dn_user_dn_attribute": "cn",
+            "search_filter": "(cn={username})",
+        },
+        {},
+        "LDAPAuthenticator.search_filter: its {username} is the entry's 'cn'"
+        " (LDAPAuthenticator.lookup_dn_user_dn_attribute)",
+    ),
+    (
+        "login_search_filter without user_search_base",
+        T,
+        {"login_search_filter": "(mail=*)"},
+        f"{NAME}.login_search_filter is searched under {NAME}.user_search_base, which is empty",
+    ),
+    (
+        "login_search_filter that is no filter",
+        T,
+        {"login_search_filter": "(mail=*", "user_search_base": "dc=corp"},
+        f"{NAME}.login_search_filter: '(mail=*' is not a valid LDAP filter",
     ),
     (
         "lookup_dn and bind_dn_template",

@@ -19,6 +19,7 @@ from kerbauth.auth.ldap import directory as ldap_directory
 from kerbauth.auth.ldap import groups as group_policy
 from kerbauth.auth.ldap import legacy
 from kerbauth.auth.ldap.ad_errors import AccountRefused
+from kerbauth.auth.ldap.login_filter_options import LoginFilterOptions
 from kerbauth.auth.ldap.options import LDAPOptions
 from kerbauth.auth.ldap.queries import directory_name
 from kerbauth.auth.ldap.refresh import DirectoryRefresh
@@ -54,7 +55,13 @@ def user_info_from(attributes, mapping):
 
 
 class KerberosLDAPAuthenticator(
-    LDAPOptions, TlsAndSaslOptions, LoginLimits, DirectoryRefresh, KerberosTickets, Authenticator
+    LDAPOptions,
+    TlsAndSaslOptions,
+    LoginFilterOptions,
+    LoginLimits,
+    DirectoryRefresh,
+    KerberosTickets,
+    Authenticator,
 ):
     """Log in with an LDAP bind; each server gets the user's Kerberos ticket.
 

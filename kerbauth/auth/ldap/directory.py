@@ -174,6 +174,39 @@ def _find_groups(conn, query, dn, username):
     return group_policy.named_groups(found, query.group_name_attribute)
 
 
+def _passes_login_filter(conn, query, dn, username, log):
+    """Whether ``login_search_filter`` finds exactly one entry, searched as the user
+    just bound (as ldapauthenticator's ``search_filter``)."""
+    name = username
+    if query.login_filter_name_attribute:
+        attribute = query.login_filter_name_attribute
+        values = _read_user(conn, dn, [attribute]).get(attribute, [])
+        if len(values) != 1:
+            log.warning(
+                "kerbauth: LDAP login of %s refused: its entry %s has %d values of %s, not one"
+                " (login_search_filter's {username})",
+                log_safe(username),
+                dn,
+                len(values),
+                attribute,
+            )
+            return False
+        name = values[0]
+    search_filter = user_filter(query.login_filter, query.user_attribute, name)
+    found = _search(conn, query.login_filter_base, search_filter, [], size_limit=2)
+    if len(found) != 1:
+        log.warning(
+            "kerbauth: LDAP login of %s refused: KerberosLDAPAuthenticator.login_search_filter"
+            " %s found %s under %s, and exactly one is required",
+            log_safe(username),
+            search_filter,
+            "more than one entry" if found else "no entry",
+            query.login_filter_base,
+        )
+        return False
+    return True
+
+
 def _login_on(conn, query, username, password, log):
     """Check the password on one open connection; LoginResult or None."""
     service = bool(_search_account(query))
@@ -200,6 +233,8 @@ def _login_on(conn, query, username, password, log):
             earlier.append(dn)
         else:
             return None
+    if query.login_filter and not _passes_login_filter(conn, query, dn, username, log):
+        return None
     if service and (query.attributes or query.group_search_base or earlier):
         # Read as the search account: it may see what users may not.
         _bind_service(conn, query)

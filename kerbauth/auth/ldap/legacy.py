@@ -13,14 +13,15 @@ mode the section chooses (``user_search_base`` without ``lookup_dn``...), is
 refused with a :class:`~kerbauth.core.errors.ConfigError` naming it and the fix;
 so is an option set both here and as ``c.KerberosLDAPAuthenticator.*`` (which
 one was meant cannot be known). The only options read without an effect are
-the two that have none in ldapauthenticator 2.0 either (``escape_userdn``,
-``group_attributes``), ``use_ssl = False`` (likewise), and
+the three that have none in ldapauthenticator 2.0 either (``escape_userdn``,
+``group_attributes``, ``attributes``), ``use_ssl = False`` (likewise), and
 ``lookup_dn_user_dn_attribute`` without ``use_lookup_dn_username``: each is
 logged as such.
 
 :func:`translate` (a plain function) turns the section into kerbauth options,
 :func:`apply` sets them on the authenticator. ``use_lookup_dn_username`` is
-read onto ``hub_username_attribute`` (:mod:`kerbauth.auth.ldap.naming`).
+read onto ``hub_username_attribute`` (:mod:`kerbauth.auth.ldap.naming`),
+``search_filter`` onto ``login_search_filter`` (:mod:`kerbauth.auth.ldap.login_filter`).
 """
 
 import ssl
@@ -29,6 +30,7 @@ from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.dn import parse_dn
 
 from kerbauth.auth.ldap.groups import same_dn
+from kerbauth.auth.ldap.login_filter import USED_BY_SEARCH_FILTER, legacy_search_filter
 from kerbauth.core.errors import ConfigError
 
 __all__ = [
@@ -94,21 +96,14 @@ NO_EFFECT = {
         "the attributes ldapauthenticator asks of a group and never reads;"
         " a group's name is read from KerberosLDAPAuthenticator.group_name_attribute"
     ),
+    "attributes": (
+        "the attributes ldapauthenticator fetches with search_filter's search and never"
+        " reads; auth_state_attributes says what is kept"
+    ),
 }
 
-# No kerbauth equivalent: refused, with the fix.
-REFUSED = {
-    "search_filter": (
-        "kerbauth has no second filter a user must match after the bind: set"
-        " LDAPAuthenticator.lookup_dn = True and put the condition into"
-        " KerberosLDAPAuthenticator.user_search_filter, e.g."
-        ' "(&({user_attribute}={username})(employeeType=Captain))"'
-    ),
-    "attributes": (
-        "it is only used with LDAPAuthenticator.search_filter, which kerbauth does not have"
-        " (see there); remove it"
-    ),
-}
+# No kerbauth equivalent: refused, with the fix (none left).
+REFUSED = {}
 
 # Options that only do something with lookup_dn = True in ldapauthenticator.
 NEEDS_LOOKUP_DN = (
@@ -255,6 +250,8 @@ def translate(section, has_option=lambda name: True):
     t = Translation()
     lookup = bool(section.get("lookup_dn"))
     for option in NEEDS_LOOKUP_DN:
+        if option in USED_BY_SEARCH_FILTER and _is_set(section, "search_filter"):
+            continue
         if _is_set(section, option) and not lookup:
             raise ConfigError(
                 f"{_old(option)} has no effect without {_old('lookup_dn')} = True:"
@@ -290,6 +287,8 @@ def translate(section, has_option=lambda name: True):
                 "{login}", "{username}"
             ),
         )
+    if _is_set(section, "search_filter"):
+        t.set("search_filter", "login_search_filter", legacy_search_filter(section, _is_set))
     if section.get("use_lookup_dn_username"):
         attribute = section.get("lookup_dn_user_dn_attribute")
         if not attribute:
@@ -298,7 +297,9 @@ def translate(section, has_option=lambda name: True):
                 " the attribute whose value becomes the hub's username"
             )
         t.set("use_lookup_dn_username", "hub_username_attribute", attribute)
-    elif _is_set(section, "lookup_dn_user_dn_attribute"):
+    elif _is_set(section, "lookup_dn_user_dn_attribute") and "{username}" not in t.options.get(
+        "login_search_filter", ""
+    ):
         t.unused.append(
             (
                 "lookup_dn_user_dn_attribute",

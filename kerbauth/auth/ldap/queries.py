@@ -42,6 +42,11 @@ class UserQuery:
     group_search_base: str = ""
     group_search_filter: str = ""
     group_name_attribute: str = "cn"
+    # login_search_filter: searched under login_filter_base after the bind; its
+    # {username} is the value of login_filter_name_attribute when that is set.
+    login_filter: str = ""
+    login_filter_base: str = ""
+    login_filter_name_attribute: str = ""
 
 
 def directory_name(typed, login_domains):

@@ -17,6 +17,7 @@ from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
 from kerbauth.auth.ldap.connection import Directory
+from kerbauth.auth.ldap.login_filter import check_login_filter
 from kerbauth.auth.ldap.queries import UserQuery, check_filter_template, directory_name
 from kerbauth.auth.ldap.sasl import KerberosBind, check_kerberos_bind
 from kerbauth.auth.ldap.tls import KeyNeedsPassphrase, tls_context
@@ -76,15 +77,16 @@ def check(options):
     _check_tls_client(options)
     _check_search_bind_mechanism(options)
     _check_filters(options)
+    check_login_filter(options)
     _check_user_info(options)
     _check_modes(options)
 
 
-# Options that only act in a mode: (option, the option that turns the mode on).
+# Options that only act in a mode: (option, the option(s) that turn the mode on).
 MODE_OPTIONS = (
-    ("user_search_base", "lookup_dn"),
+    ("user_search_base", ("lookup_dn", "login_search_filter")),
     ("user_search_filter", "lookup_dn"),
-    ("user_attribute", "lookup_dn"),
+    ("user_attribute", ("lookup_dn", "login_search_filter")),
     ("group_search_filter", "group_search_base"),
     ("group_name_attribute", "group_search_base"),
     ("uid_number_attribute", "owner_from_ldap"),
@@ -128,13 +130,15 @@ def _check_entry_readable(options):
 
 def _check_modes(options):
     """Refuse an option changed from its default in a mode where it does nothing."""
-    for option, mode in MODE_OPTIONS:
-        if getattr(options, mode) or not options.has_trait(option):
+    for option, modes in MODE_OPTIONS:
+        modes = (modes,) if isinstance(modes, str) else modes
+        if any(getattr(options, m, None) for m in modes) or not options.has_trait(option):
             continue
         if getattr(options, option) != options.trait_defaults(option):
+            nor = "".join(f" (nor {NAME}.{m})" for m in modes[1:])
             raise ConfigError(
-                f"{NAME}.{option} has no effect while {NAME}.{mode} is not set:"
-                f" remove it, or set {mode}"
+                f"{NAME}.{option} has no effect while {NAME}.{modes[0]} is not set{nor}:"
+                f" remove it, or set {modes[0]}"
             )
 
 
@@ -367,5 +371,8 @@ def build(options):
         group_search_base=options.group_search_base,
         group_search_filter=options.group_search_filter,
         group_name_attribute=options.group_name_attribute,
+        login_filter=getattr(options, "login_search_filter", ""),
+        login_filter_base=options.user_search_base,
+        login_filter_name_attribute=naming,
     )
     return directory, query
