@@ -12,6 +12,7 @@ from kerbauth.core.ccache import parse_ccache
 from kerbauth.core.errors import TicketError, keytab_refused
 from kerbauth.core.keytab import open_keytab
 from kerbauth.core.names import check_username
+from kerbauth.core.verify import open_service_keytab
 
 __all__ = [
     "build_principal",
@@ -20,6 +21,8 @@ __all__ = [
     "ccache_path",
     "make_backend",
     "password_ticket",
+    "verified_password_ticket",
+    "check_service_keytab",
     "keytab_ticket_bytes",
     "renew_ticket_bytes",
 ]
@@ -86,6 +89,39 @@ def password_ticket(backend, *, principal, password, renew_life, timeout, run_as
         raise TicketError("password", "empty password")
     data = backend.password_ticket(principal, password, renew_life, timeout, run_as=run_as)
     return _check_holds(data, principal, "the new ticket")
+
+
+def verified_password_ticket(backend, *, principal, password, renew_life, keytab, server, timeout):
+    """A TGT for ``principal`` from ``password``, verified against the service keytab.
+
+    The kerberos-kdc login (see :mod:`kerbauth.core.verify`): the AS exchange,
+    then a ticket for ``server`` read with its key from ``keytab`` (the hub's
+    own, opened by :func:`~kerbauth.core.verify.open_service_keytab`), so a
+    spoofed KDC cannot log anyone in. An empty password is refused before any
+    KDC is asked. Needs the krb5 backend. Raises :class:`TicketError`
+    (:class:`~kerbauth.core.verify.KDCNotVerified` when the answer is not
+    verified).
+    """
+    if not password or not password.strip():
+        raise TicketError("password", "empty password")
+    fd = open_service_keytab(keytab)
+    try:
+        data = backend.verified_password_ticket(
+            principal, password, renew_life, fd, server, timeout
+        )
+    finally:
+        os.close(fd)
+    return _check_holds(data, principal, "the new ticket")
+
+
+def check_service_keytab(backend, *, keytab, server, timeout):
+    """Raise :class:`TicketError` unless ``keytab`` is a usable service keytab holding a
+    key of ``server`` (the kerberos-kdc mode's start-up check)."""
+    fd = open_service_keytab(keytab)
+    try:
+        backend.check_service_key(fd, server, timeout)
+    finally:
+        os.close(fd)
 
 
 def keytab_ticket_bytes(backend, *, principal, keytab, keytab_owner, timeout, run_as=None):

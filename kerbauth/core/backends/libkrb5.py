@@ -44,6 +44,7 @@ from kerbauth.core.backends.scratch import remove_scratch, scratch_path
 from kerbauth.core.backends.worker_processes import ForkedWorker, ForkServer, Worker
 from kerbauth.core.errors import CAUSES, TicketError, cause_from_code
 from kerbauth.core.keytab import read_keytab_bytes
+from kerbauth.core.verify import KDCNotVerified
 
 __all__ = ["Krb5Backend", "krb5_available"]
 
@@ -93,6 +94,34 @@ class Krb5Backend:
         }
         return self._request(request, principal, timeout, run_as)
 
+    def verified_password_ticket(self, principal, password, renew_life, keytab_fd, server, timeout):
+        """The kerberos-kdc login: a TGT for ``principal`` from ``password``, verified with
+        ``server``'s key in the service keytab open at ``keytab_fd``; a FILE cache's bytes.
+
+        Runs in a worker of the hub's own uid (it holds the service key), never
+        a user's. A failed verification raises
+        :class:`~kerbauth.core.verify.KDCNotVerified`.
+        """
+        request = {
+            "op": "verified_password_ticket",
+            "principal": principal,
+            "password": password,
+            "renew_life": renew_life,
+            "keytab": base64.b64encode(read_keytab_bytes(keytab_fd, fd_name(keytab_fd))).decode(),
+            "server": server,
+        }
+        return self._request(request, principal, timeout, None)
+
+    def check_service_key(self, keytab_fd, server, timeout):
+        """Raise TicketError unless the service keytab open at ``keytab_fd`` holds
+        ``server``'s key (read by the library, in a worker of the hub's own uid)."""
+        request = {
+            "op": "check_service_key",
+            "keytab": base64.b64encode(read_keytab_bytes(keytab_fd, fd_name(keytab_fd))).decode(),
+            "server": server,
+        }
+        self._request(request, server, timeout, None)
+
     def renew_ticket(self, data, timeout, run_as=None):
         """The TGT in the cache bytes ``data``, renewed: the bytes of the new FILE cache."""
         request = {"op": "renew_ticket", "ccache": base64.b64encode(data).decode()}
@@ -137,6 +166,8 @@ class Krb5Backend:
             self._slots.release()
         if not reply.get("ok"):
             message = str(reply.get("message"))
+            if reply.get("stage") == "verify":
+                raise KDCNotVerified(f"{principal}: {message}")
             cause = reply.get("cause")  # the worker's own: scratch directory, library start
             if cause not in CAUSES:
                 cause = cause_from_code(reply.get("code"), renewing=request["op"] == "renew_ticket")

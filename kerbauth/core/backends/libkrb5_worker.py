@@ -20,9 +20,11 @@ library reads as ``FILE:/proc/self/fd/N``. The worker makes itself
 non-dumpable, so other processes of its uid cannot trace it, read its memory
 or open its descriptors while it holds a key or a ticket.
 
-Only the standard library, ``krb5`` and the cache size cap of
-:mod:`kerbauth.core.ccache` are imported here (kerbauth's own package, which
-the ``-m`` start imports first, is kept light for that).
+Only the standard library, ``krb5``, the cache size cap of
+:mod:`kerbauth.core.ccache` and :mod:`kerbauth.core.verify` (the
+kerberos-kdc mode's verification, ctypes on libkrb5) are imported here
+(kerbauth's own package, which the ``-m`` start imports first, is kept light
+for that).
 """
 
 import base64
@@ -39,6 +41,7 @@ import traceback
 
 import krb5
 
+from kerbauth.core import verify
 from kerbauth.core.ccache import MAX_CCACHE_BYTES as MAX_CACHE_BYTES
 
 _PR_SET_DUMPABLE = 4
@@ -77,6 +80,26 @@ def password_ticket(ctx, scratch, principal, password, renew_life):
     return _store(ctx, princ, creds, scratch)
 
 
+def verified_password_ticket(ctx, scratch, principal, password, renew_life, keytab, server):
+    """The kerberos-kdc login: a TGT from ``password``, verified with ``server``'s key in
+    ``keytab`` (the hub's service keytab) before it is handed back (kerbauth.core.verify)."""
+    princ = krb5.parse_name_flags(ctx, principal.encode())
+    opt = krb5.get_init_creds_opt_alloc(ctx)
+    if renew_life:
+        krb5.get_init_creds_opt_set_renew_life(opt, int(renew_life))
+    creds = krb5.get_init_creds_password(ctx, princ, opt, password=password.encode())
+    verify.verify_credentials(
+        krb5.marshal_credentials(ctx, creds), base64.b64decode(keytab), server
+    )
+    return _store(ctx, princ, creds, scratch)
+
+
+def check_service_key(ctx, scratch, keytab, server):
+    """Whether the service keytab holds ``server``'s key (the hub's start-up check)."""
+    verify.check_service_key(base64.b64decode(keytab), server)
+    return b""
+
+
 def renew_ticket(ctx, scratch, ccache):
     source = os.path.join(scratch, "source")
     fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -113,6 +136,8 @@ OPERATIONS = {
     "keytab_ticket": keytab_ticket,
     "password_ticket": password_ticket,
     "renew_ticket": renew_ticket,
+    "verified_password_ticket": verified_password_ticket,
+    "check_service_key": check_service_key,
 }
 
 
@@ -138,6 +163,8 @@ def handle(ctx, request):
             shutil.rmtree(scratch, ignore_errors=True)
     except ScratchError as e:
         return {"ok": False, "cause": "config", "message": str(e)}
+    except verify.VerifyError as e:  # the AS exchange worked; its answer is not verified
+        return {"ok": False, "code": e.code, "stage": e.stage, "message": str(e)}
     except krb5.Krb5Error as e:  # the hub finds the cause from the code (kerbauth.core.errors)
         return {"ok": False, "code": e.err_code, "message": str(e)}
     except OSError as e:  # a full or read-only temporary directory, say

@@ -1,0 +1,264 @@
+"""The kerberos-kdc login mode: passwords checked by the KDC, its answer verified.
+
+Real hubs logged into over HTTP, the session realm with a real ``host/``
+service keytab, a second KDC of the same realm name standing in for a spoofed
+one, real local accounts and spawned servers whose ``klist`` shows the login's
+TGT.
+"""
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+from traitlets.config import Config
+
+from kerbauth import KerberosKDCAuthenticator
+from kerbauth.core.errors import ConfigError
+from support.edge import server_environment
+from support.realm import add_principal, start_realm
+from support.served import wait_for_ticket
+
+CRYPT_KEY = "cd" * 32
+
+
+@pytest.fixture
+def private_dir():
+    """A directory only root can enter (keytabs, the hub's replay cache), removed after."""
+    path = tempfile.mkdtemp(prefix="kerbauth-kdc-")
+    os.chmod(path, 0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def service_keytab(krb5_env, private_dir):
+    """``(principal, keytab)``: a host principal of the session realm and the hub's keytab."""
+    name = f"host/kdc-{secrets.token_hex(4)}.kerbauth.test"
+    keytab = os.path.join(private_dir, "hub.keytab")
+    principal = add_principal(krb5_env, name, keytab=keytab)
+    try:
+        yield principal, keytab
+    finally:
+        krb5_env.run_kadminl(f"delprinc -force {principal}")
+
+
+def kdc_config(ccache_dir, principal, keytab, extra=""):
+    return f"""
+c.JupyterHub.authenticator_class = "kerberos-kdc"
+c.Authenticator.allow_all = True
+c.KerberosTickets.ccache_dir = {ccache_dir!r}
+c.KerberosKDCAuthenticator.verify_keytab = {keytab!r}
+c.KerberosKDCAuthenticator.verify_principal = {principal!r}
+{extra}
+"""
+
+
+def hub_env(realm, private_dir):
+    return {
+        "KRB5_CONFIG": realm.env["KRB5_CONFIG"],
+        "JUPYTERHUB_CRYPT_KEY": CRYPT_KEY,
+        "KRB5RCACHEDIR": private_dir,
+    }
+
+
+def as_requests(realm, principal):
+    """The AS requests for ``principal`` in the KDC's log so far."""
+    with open(os.path.join(realm.tmpdir, "kdc.log"), errors="replace") as f:
+        return [line for line in f if "AS_REQ" in line and f" {principal} for krbtgt/" in line]
+
+
+def test_login_spawn_and_refusals(
+    hub_factory, krb5_env, ccache_dir, service_keytab, private_dir, make_user
+):
+    principal_svc, keytab = service_keytab
+    account = make_user()
+    principal = f"{account.name}@{krb5_env.realm}"
+    kerberos_password = secrets.token_urlsafe(12)  # the KDC's, not the local account's
+    krb5_env.addprinc(principal, kerberos_password)
+    try:
+        hub = hub_factory(
+            kdc_config(ccache_dir, principal_svc, keytab), env=hub_env(krb5_env, private_dir)
+        )
+        assert f"kerberos-kdc logins verified with the key of {principal_svc}" in hub.log_text()
+
+        # An empty password never reaches the KDC; a wrong one does, and both are refused.
+        before = len(as_requests(krb5_env, principal))
+        for password in ("", "   "):
+            response = hub.login(account.name, password)
+            assert response.status_code == 403, response.text
+            assert "Invalid username or password" in response.text
+        assert len(as_requests(krb5_env, principal)) == before
+        assert "empty password (the KDC was not asked)" in hub.log_text()
+        response = hub.login(account.name, "not-" + kerberos_password)
+        assert response.status_code == 403
+        assert "Invalid username or password" in response.text
+        assert len(as_requests(krb5_env, principal)) > before, "the KDC checked it"
+        assert f"{account.name}@127.0.0.1 refused (wrong password)" in hub.log_text()
+        # The local password is not the Kerberos one: PAM is not asked.
+        assert hub.login(account.name, account.password).status_code == 403
+
+        # A name the KDC does not know: the same refusal, the cause in the log.
+        stranger = f"kbt-{secrets.token_hex(4)}"
+        response = hub.login(stranger, "Whatever-1")
+        assert response.status_code == 403
+        assert "Invalid username or password" in response.text
+        assert f"{stranger}@127.0.0.1 refused (unknown principal)" in hub.log_text()
+
+        # The right password: logged in, and the server's ticket is the login's TGT
+        # (there is no keytab anywhere for this user).
+        response = hub.login(account.name, kerberos_password)
+        assert response.status_code == 302, response.text
+        assert f"{account.name} logged in with the KDC (verified)" in hub.log_text()
+        hub.start_server(account.name)
+        env = server_environment(hub, account.name)
+        cache = env["KRB5CCNAME"].removeprefix("FILE:")
+        ticket = wait_for_ticket(cache, principal)
+        assert ticket.renew_till > ticket.end, "a renewable TGT (renew_lifetime)"
+        assert not [n for n in os.listdir(account.home) if n.endswith(".keytab")]
+        st = os.lstat(cache)
+        assert (st.st_uid, st.st_mode & 0o777) == (account.uid, 0o600)
+        klist = shutil.which("klist")
+        shown = _run_as(account, env, [klist])
+        assert shown.returncode == 0, shown.stderr
+        assert f"Default principal: {principal}" in shown.stdout
+        assert f"krbtgt/{krb5_env.realm}@{krb5_env.realm}" in shown.stdout
+        assert "renew until" in shown.stdout
+        state = hub.api("GET", f"/users/{account.name}").json()["auth_state"]
+        assert state["kerberos_ccache"], "the login's TGT is in auth_state"
+        assert kerberos_password not in hub.log_text()
+    finally:
+        krb5_env.run_kadminl(f"delprinc -force {principal}")
+
+
+def _run_as(account, env, argv):
+    return subprocess.run(
+        argv,
+        env=env,
+        user=account.uid,
+        group=account.gid,
+        extra_groups=[],
+        cwd=account.home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_spoofed_kdc_cannot_log_anyone_in(hub_factory, ccache_dir, service_keytab, private_dir):
+    principal_svc, keytab = service_keytab
+    # The attacker's KDC: the same realm name, keys of its own, the user with a
+    # password of its choosing, and even the hub's service principal (another key).
+    spoof = start_realm()
+    try:
+        name = f"kbt-{secrets.token_hex(4)}"
+        principal = f"{name}@{spoof.realm}"
+        spoof.addprinc(principal, "Attackers-Choice-1")
+        spoof.addprinc(principal_svc)
+        hub = hub_factory(
+            kdc_config(ccache_dir, principal_svc, keytab), env=hub_env(spoof, private_dir)
+        )
+        response = hub.login(name, "Attackers-Choice-1")
+        assert response.status_code == 503, response.text
+        assert "answer could not be verified" in response.text
+        log = hub.log_text()
+        assert (
+            f"kerberos-kdc login of {name}@127.0.0.1 refused: the KDC could not be verified" in log
+        )
+        assert "logged in with the KDC" not in log
+        assert hub.api("GET", f"/users/{name}").status_code == 404, "no such hub user"
+        # The AS exchange itself went through: only the verification stopped it.
+        issued = [line for line in as_requests(spoof, principal) if "ISSUE" in line]
+        assert issued, "the spoofed KDC issued a TGT"
+    finally:
+        spoof.stop()
+
+
+def test_a_keytab_without_the_service_key_stops_the_hub(
+    hub_factory, krb5_env, ccache_dir, service_keytab, private_dir
+):
+    _, keytab = service_keytab
+    other = f"host/not-in-keytab-{secrets.token_hex(4)}.kerbauth.test@{krb5_env.realm}"
+    with pytest.raises(AssertionError, match="the hub exited") as info:
+        hub_factory(kdc_config(ccache_dir, other, keytab), env=hub_env(krb5_env, private_dir))
+    assert "KerberosKDCAuthenticator.verify_keytab" in str(info.value)
+    assert f"cannot verify the KDC's answers as {other}" in str(info.value)
+    assert "No key table entry found" in str(info.value)
+
+
+def _config(ccache_dir, **options):
+    c = Config()
+    c.KerberosTickets.ccache_dir = ccache_dir
+    for key, value in options.items():
+        section, _, name = key.partition("__")
+        setattr(getattr(c, section), name, value)
+    return c
+
+
+@pytest.mark.parametrize(
+    ("label", "options", "message"),
+    [
+        (
+            "password tickets off",
+            {"KerberosTickets__password_tickets": False},
+            "KerberosKDCAuthenticator.password_tickets cannot be False",
+        ),
+        (
+            "a keytab template",
+            {"KerberosTickets__keytab_template": "/home/{username}/k.keytab"},
+            "KerberosTickets.keytab_template is set, but the kerberos-kdc mode",
+        ),
+        (
+            "the kinit backend",
+            {"KerberosTickets__backend": "kinit"},
+            r"needs the krb5 backend .* pip install kerbauth\[krb5\]",
+        ),
+        (
+            "no auth_state",
+            {"Authenticator__enable_auth_state": False},
+            "requires Authenticator.enable_auth_state = True",
+        ),
+        ("a missing keytab", {"verify_keytab": "missing"}, "missing.keytab: does not exist"),
+        ("a keytab others read", {"verify_keytab": "0644"}, "is mode 0644"),
+        ("a symlink to the keytab", {"verify_keytab": "link"}, "is a symbolic link"),
+        ("another principal", {"verify_principal": "other"}, "No key table entry found"),
+    ],
+)
+def test_start_up_refusals(label, options, message, ccache_dir, service_keytab, private_dir):
+    principal, keytab = service_keytab
+    shown = {
+        "missing": os.path.join(private_dir, "missing.keytab"),
+        "0644": os.path.join(private_dir, "open.keytab"),
+        "link": os.path.join(private_dir, "link.keytab"),
+        "other": principal.replace("host/", "host/other-"),
+    }
+    shutil.copy(keytab, shown["0644"])
+    os.chmod(shown["0644"], 0o644)
+    os.symlink(keytab, shown["link"])
+    settings = {"KerberosKDCAuthenticator__verify_keytab": keytab}
+    settings["KerberosKDCAuthenticator__verify_principal"] = principal
+    for key, value in options.items():
+        settings[key if "__" in key else f"KerberosKDCAuthenticator__{key}"] = shown.get(
+            value, value
+        )
+    authenticator = KerberosKDCAuthenticator(config=_config(ccache_dir, **settings))
+    try:
+        with pytest.raises(ConfigError, match=message):
+            authenticator.start()
+    finally:
+        authenticator.close()
+
+
+def test_the_default_service_principal_is_this_hosts(krb5_env, ccache_dir):
+    authenticator = KerberosKDCAuthenticator(config=_config(ccache_dir))
+    assert authenticator.password_tickets and authenticator.enable_auth_state
+    assert authenticator.verify_keytab == "/etc/krb5.keytab"
+    fqdn = socket.getfqdn()
+    assert authenticator.verify_principal_name == f"host/{fqdn}@{krb5_env.realm}"
+    authenticator.verify_principal = "HTTP/hub.example.org"
+    assert authenticator.verify_principal_name == f"HTTP/hub.example.org@{krb5_env.realm}"
