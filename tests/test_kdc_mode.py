@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
 from traitlets.config import Config
@@ -19,6 +20,7 @@ from traitlets.config import Config
 from kerbauth import KerberosKDCAuthenticator
 from kerbauth.core.errors import ConfigError
 from support.edge import server_environment
+from support.fetch import default_cache
 from support.realm import add_principal, start_realm
 from support.served import wait_for_ticket
 
@@ -132,6 +134,52 @@ def test_login_spawn_and_refusals(
         state = hub.api("GET", f"/users/{account.name}").json()["auth_state"]
         assert state["kerberos_ccache"], "the login's TGT is in auth_state"
         assert kerberos_password not in hub.log_text()
+
+        # The keytab is read at every login: one that lost the service key (replaced
+        # after the start-up check) refuses the login, it never skips the check.
+        stray = os.path.join(private_dir, "stray.keytab")
+        add_principal(krb5_env, f"host/stray-{secrets.token_hex(4)}.kerbauth.test", keytab=stray)
+        os.replace(stray, keytab)
+        response = hub.login(account.name, kerberos_password)
+        assert response.status_code == 503, response.text
+        assert "No key table entry found" in hub.log_text()
+    finally:
+        krb5_env.run_kadminl(f"delprinc -force {principal}")
+
+
+def test_the_fetch_delivery_gets_the_logins_ticket(
+    hub_factory,
+    scoped_hubs,
+    fetched_caches,
+    krb5_env,
+    ccache_dir,
+    service_keytab,
+    private_dir,
+    make_user,
+):
+    principal_svc, keytab = service_keytab
+    account = make_user()
+    principal = f"{account.name}@{krb5_env.realm}"
+    kerberos_password = secrets.token_urlsafe(12)
+    krb5_env.addprinc(principal, kerberos_password)
+    try:
+        site = {"KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"]}  # the image's own, in a container
+        extra = f'c.KerberosTickets.delivery = "fetch"\nc.Spawner.environment.update({site!r})'
+        hub = hub_factory(
+            kdc_config("/nonexistent/kerbauth", principal_svc, keytab, extra),
+            env=hub_env(krb5_env, private_dir),
+        )
+        response = hub.login(account.name, kerberos_password)
+        assert response.status_code == 302, response.text
+        fetched_caches.append(default_cache(account.name))
+        hub.start_server(account.name)
+        env = server_environment(hub, account.name)
+        assert env["KERBAUTH_TICKET_URL"]
+        ticket = wait_for_ticket(env["KRB5CCNAME"].removeprefix("FILE:"), principal)
+        assert ticket.renew_till > ticket.end
+        shown = _run_as(account, env, [shutil.which("klist")])
+        assert f"Default principal: {principal}" in shown.stdout, shown.stderr
+        assert not os.path.exists(os.path.join(ccache_dir, f"krb5cc_{account.name}"))
     finally:
         krb5_env.run_kadminl(f"delprinc -force {principal}")
 
@@ -177,6 +225,40 @@ def test_a_spoofed_kdc_cannot_log_anyone_in(hub_factory, ccache_dir, service_key
         assert issued, "the spoofed KDC issued a TGT"
     finally:
         spoof.stop()
+
+
+def test_a_kdc_that_does_not_answer_costs_the_timeout(
+    hub_factory, krb5_env, ccache_dir, service_keytab, private_dir
+):
+    principal_svc, keytab = service_keytab
+    # krb5.conf naming a KDC that never answers: a UDP and a TCP socket that read nothing.
+    silent_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent_tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        silent_udp.bind(("127.0.0.1", 0))
+        port = silent_udp.getsockname()[1]
+        silent_tcp.bind(("127.0.0.1", port))
+        silent_tcp.listen()
+        with open(krb5_env.env["KRB5_CONFIG"]) as f:
+            text = f.read()
+        conf = os.path.join(private_dir, "krb5.conf")
+        with open(conf, "w") as f:
+            f.write(text.replace(f"127.0.0.1:{krb5_env.portbase}", f"127.0.0.1:{port}"))
+        assert f"127.0.0.1:{krb5_env.portbase}" in text
+        env = {**hub_env(krb5_env, private_dir), "KRB5_CONFIG": conf}
+        extra = "c.KerberosTickets.timeout = 2"
+        hub = hub_factory(kdc_config(ccache_dir, principal_svc, keytab, extra), env=env)
+        started = time.monotonic()
+        response = hub.login(f"kbt-{secrets.token_hex(4)}", "Some-Password-1")
+        took = time.monotonic() - started
+        assert response.status_code == 503, response.text
+        assert "did not answer in time" in response.text
+        assert 2 <= took < 10, took
+        assert "failed (timeout): " in hub.log_text()
+        assert hub.health().status_code == 200
+    finally:
+        silent_udp.close()
+        silent_tcp.close()
 
 
 def test_a_keytab_without_the_service_key_stops_the_hub(
