@@ -6,12 +6,15 @@ planetexpress directory its own tests use, and the names, groups and auth_state
 keys its users read must be the same. Refusals are tables of Config cases.
 """
 
+import contextlib
 import logging
 import re
 import ssl
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import ldap3
 import pytest
 from ldapauthenticator import LDAPAuthenticator
 from traitlets.config import Config
@@ -606,3 +609,96 @@ def test_a_z2jh_ldapauthenticator_config_runs_a_hub_with_one_line_changed(
     ]:
         line = f"kerbauth: ldapauthenticator option {old} read as {NAME}.{new}\n"
         assert log.count(line) == 1, line
+
+
+# The same site naming users by uid while they log in by givenName (use_lookup_dn_username),
+# with a search account: the group refresh reads the entry at the DN the login kept.
+RENAMED_SITE = """
+import os
+c.JupyterHub.authenticator_class = "kerberos-ldap"
+c.Authenticator.enable_auth_state = True
+c.Authenticator.auth_refresh_age = 2
+c.LDAPAuthenticator.server_address = "127.0.0.1"
+c.LDAPAuthenticator.server_port = int(os.environ["LDAP_PORT"])
+c.LDAPAuthenticator.tls_kwargs = {"ca_certs_file": os.environ["LDAP_CA_FILE"]}
+c.LDAPAuthenticator.lookup_dn = True
+c.LDAPAuthenticator.lookup_dn_search_user = "cn=admin,dc=planetexpress,dc=com"
+c.LDAPAuthenticator.lookup_dn_search_password = os.environ["LDAP_SEARCH_PASSWORD"]
+c.LDAPAuthenticator.user_search_base = "ou=people,dc=planetexpress,dc=com"
+c.LDAPAuthenticator.user_attribute = "givenName"
+c.LDAPAuthenticator.lookup_dn_user_dn_attribute = "uid"
+c.LDAPAuthenticator.use_lookup_dn_username = True
+c.LDAPAuthenticator.allowed_groups = ["cn=ship_crew,ou=people,dc=planetexpress,dc=com"]
+c.KerberosTickets.keytab_template = os.environ["KEYTAB_DIR"] + "/{username}.keytab"
+c.KerberosTickets.ccache_dir = os.environ["CCACHE_DIR"]
+"""
+
+FRY_DN = f"cn=Philip J. Fry,{PEOPLE_DN}"
+
+
+def until(condition, what, deadline=30):
+    """Poll ``condition()`` until true; fail naming ``what`` after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline} s: {what}")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def fry_leaves_ship_crew(server):
+    """fry out of ship_crew in the (shared) planetexpress directory; back in at the end."""
+
+    def change(operation):
+        conn = server.admin_connection()
+        try:
+            assert conn.modify(SHIP_CREW, {"member": [(operation, [FRY_DN])]}), conn.result
+        finally:
+            conn.unbind()
+
+    change(ldap3.MODIFY_DELETE)
+    try:
+        yield
+    finally:
+        change(ldap3.MODIFY_ADD)
+
+
+def test_a_renamed_users_group_removal_is_seen_at_the_next_refresh(
+    hub_factory, planetexpress, krb5_env, tmp_path, ccache_dir
+):
+    hub = hub_factory(
+        RENAMED_SITE,
+        env={
+            "LDAP_PORT": str(planetexpress.ldap_port),
+            "LDAP_CA_FILE": planetexpress.ca_file,
+            "LDAP_SEARCH_PASSWORD": planetexpress.admin_password,
+            "KEYTAB_DIR": str(tmp_path),
+            "CCACHE_DIR": ccache_dir,
+            "KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"],
+            "JUPYTERHUB_CRYPT_KEY": "cd" * 32,
+        },
+    )
+    session, response = hub.login_session("philip", "fry")  # givenName Philip, uid fry
+    try:
+        assert response.status_code == 302
+        state = hub.api("GET", "/users/fry").json()["auth_state"]
+        assert state["ldap_dn"] == FRY_DN and state["ldap_login_name"] == "philip"
+        assert state["ldap_groups"] == [SHIP_CREW]
+
+        def home():
+            return session.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=60)
+
+        assert home().status_code == 200
+        with fry_leaves_ship_crew(planetexpress):
+
+            def sent_to_login():
+                response = home()
+                return response.status_code == 302 and "/hub/login" in response.headers["Location"]
+
+            until(sent_to_login, "fry (logged in as philip) asked to log in again")
+            assert hub.login("philip", "fry").status_code == 403
+        log = hub.log_text()
+        assert "fry is no longer allowed by the directory" in log
+        assert "checked at login only" not in log
+    finally:
+        session.close()

@@ -193,6 +193,9 @@ class KerberosLDAPAuthenticator(
             "" if hub_name == username else f", hub user {hub_name}",
         )
         auth_state = self.ldap_auth_state(result)
+        if self.hub_username_attribute:
+            # The entry's DN is in ldap_dn; refresh_user reads it with the name logged in with.
+            auth_state["ldap_login_name"] = username
         model = {"name": hub_name, "auth_state": auth_state}
         if self.sends_user_info and self.user_info_attributes:
             model["user_info"] = user_info_from(result.attributes, self.user_info_attributes)

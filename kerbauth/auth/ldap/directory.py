@@ -36,6 +36,7 @@ __all__ = [
     "LoginResult",
     "check_login",
     "look_up_membership",
+    "look_up_membership_by_dn",
     "lookup_user",
 ]
 
@@ -309,6 +310,27 @@ def look_up_membership(directory, query, username, log, deadline=None):
         if found is None:
             return None
         dn, attributes = found
+        groups = _find_groups(conn, query, dn, username) if query.group_search_base else None
+        return LoginResult(dn=dn, attributes=attributes, groups=groups, server=None)
+
+    result, server = with_failover(directory, work, log, deadline)
+    if result is not None:
+        result.server = server
+    return result
+
+
+def look_up_membership_by_dn(directory, query, dn, username, log, deadline=None):
+    """:func:`look_up_membership` of the entry ``dn`` (the DN a login found, kept in
+    auth_state), for a hub name that is not the login name (``hub_username_attribute``):
+    ``username`` is the name that login was made with (for the group filter).
+    None when the entry is gone."""
+
+    def work(conn):
+        if _search_account(query):
+            _bind_service(conn, query)
+        attributes = _read_user(conn, dn, query.attributes)
+        if not attributes and not _exists(conn, dn):
+            return None
         groups = _find_groups(conn, query, dn, username) if query.group_search_base else None
         return LoginResult(dn=dn, attributes=attributes, groups=groups, server=None)
 

@@ -19,9 +19,13 @@ Then:
   nobody is locked out), logged once until it answers again.
 
 Without a search account there is no way to ask (the password is not kept):
-refresh leaves everything as the login found it, said once at start-up; so does
-``hub_username_attribute`` (the hub name does not say which entry to read). One
-refresh per user runs at a time; concurrent requests wait for the same one.
+refresh leaves everything as the login found it, said once at start-up. With
+``hub_username_attribute`` the hub name is not the login name, so the entry is
+not found from it: the refresh reads the entry at the DN the login kept in
+auth_state (``ldap_dn``, with the login name in ``ldap_login_name``, for the group
+filter), which needs ``enable_auth_state`` (said once at start-up otherwise), and
+asks for a new login when that entry no longer names the user. One refresh per
+user runs at a time; concurrent requests wait for the same one.
 """
 
 import asyncio
@@ -94,10 +98,11 @@ class DirectoryRefresh:
                 "KerberosLDAPAuthenticator has no search account (search_bind_dn):"
                 " refresh_user cannot ask the directory without the user's password"
             )
-        if getattr(self, "hub_username_attribute", ""):
+        if getattr(self, "hub_username_attribute", "") and not self.enable_auth_state:
             return (
-                "KerberosLDAPAuthenticator.hub_username_attribute is set: refresh_user"
-                " cannot tell a hub name's directory entry from the name alone"
+                "KerberosLDAPAuthenticator.hub_username_attribute is set and"
+                " Authenticator.enable_auth_state is False: refresh_user finds the entry"
+                " by the DN the login keeps in auth_state, which is not kept"
             )
         return ""
 
@@ -111,6 +116,8 @@ class DirectoryRefresh:
         result = await maybe_future(super().refresh_user(user, handler))
         if result is False or self._refresh_blocker():
             return self._keeping(result)
+        if getattr(self, "hub_username_attribute", ""):
+            return await self._refresh_by_dn(user, handler, result)
         names = directory_names_of(user.name, self.username_map)
         if len(names) != 1:
             if self._unrefreshable is None:
@@ -131,6 +138,42 @@ class DirectoryRefresh:
         if found is None:
             self.log.info(
                 "kerbauth: %s has no LDAP entry any more; asking for a new login",
+                log_safe(user.name),
+            )
+            return False
+        return await self._refreshed(user, handler, result, found)
+
+    async def _refresh_by_dn(self, user, handler, result):
+        """refresh_user with ``hub_username_attribute``: the entry at the login's DN."""
+        state = await user.get_auth_state() or {}
+        dn, login_name = state.get("ldap_dn"), state.get("ldap_login_name")
+        if not dn or not login_name:
+            # A login of an older kerbauth (or without LDAP): nothing says which entry.
+            if self._unrefreshable is None:
+                self._unrefreshable = set()
+            if user.name not in self._unrefreshable:
+                self._unrefreshable.add(user.name)
+                self.log.warning(
+                    "kerbauth: refresh of %s skipped: its auth_state has no ldap_dn and"
+                    " ldap_login_name (KerberosLDAPAuthenticator.hub_username_attribute);"
+                    " its groups are read again at its next login",
+                    log_safe(user.name),
+                )
+            return self._keeping(result)
+        found = await self._single_refresh(
+            user.name, ldap_directory.look_up_membership_by_dn, dn, login_name
+        )
+        if found is _UNKNOWN:
+            return self._keeping(result)
+        values = {k.lower(): v for k, v in (found.attributes if found else {}).items()}
+        names = values.get(self.hub_username_attribute.lower(), [])
+        if found is None or [n.lower() for n in names] != [user.name]:
+            self.log.info(
+                "kerbauth: the LDAP entry %s %s; asking %s for a new login",
+                dn,
+                "is gone"
+                if found is None
+                else f"no longer names {log_safe(user.name)} ({self.hub_username_attribute})",
                 log_safe(user.name),
             )
             return False
@@ -191,28 +234,26 @@ class DirectoryRefresh:
         model["name"] = user.name
         return model
 
-    async def _single_refresh(self, username):
+    async def _single_refresh(self, username, look_up=None, *args):
         """One directory lookup for ``username`` at a time; its LoginResult, None
-        (no entry) or _UNKNOWN (the directory could not say)."""
+        (no entry) or _UNKNOWN (the directory could not say). ``look_up(directory,
+        query, *args, log, deadline)``: look_up_membership of ``username`` by default."""
         if self._refreshing is None:
             self._refreshing = {}
         running = self._refreshing.get(username)
         if running is None:
-            running = asyncio.ensure_future(self._look_up(username))
+            if look_up is None:
+                look_up, args = ldap_directory.look_up_membership, (username,)
+            running = asyncio.ensure_future(self._look_up(look_up, *args))
             self._refreshing[username] = running
             running.add_done_callback(lambda _: self._refreshing.pop(username, None))
         return await asyncio.shield(running)
 
-    async def _look_up(self, username):
+    async def _look_up(self, look_up, *args):
         directory, query = self._ldap_settings()
         deadline = time.monotonic() + self.login_timeout
         future = self._ldap_executor.submit(
-            ldap_directory.look_up_membership,
-            directory,
-            query,
-            username,
-            _Quiet(self.log),
-            deadline,
+            look_up, directory, query, *args, _Quiet(self.log), deadline
         )
         try:
             found = await asyncio.wait_for(
