@@ -17,12 +17,14 @@ from types import SimpleNamespace
 import ldap3
 import pytest
 from ldapauthenticator import LDAPAuthenticator
+from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosLDAPAuthenticator
 from kerbauth.auth.ldap import legacy
 from kerbauth.core.errors import ConfigError
 from support.planetexpress import ADMIN_STAFF, PEOPLE_DN, SHIP_CREW
+from support.slapd import make_client_cert, running_slapd, write_cert, write_key
 
 NAME = "KerberosLDAPAuthenticator"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "ldap.md"
@@ -267,6 +269,64 @@ async def test_the_certificate_is_verified_where_ldapauthenticator_did_not(base,
     assert (await login(LDAPAuthenticator(config=base), "fry", "fry"))["name"] == "fry"
     with pytest.raises(Exception, match="503"):
         await login(KerberosLDAPAuthenticator(config=base), "fry", "fry")
+
+
+@pytest.fixture(scope="module")
+def client_cert_slapd():
+    """A slapd (the default people) that demands a client certificate signed by its CA."""
+    with running_slapd(extra_conf=["TLSVerifyClient demand"]) as server:
+        yield server
+
+
+async def test_tls_kwargs_with_a_client_certificate(base, client_cert_slapd, tmp_path, caplog):
+    s = client_cert_slapd
+    key, cert = make_client_cert(s.ca_key, s.ca_cert)
+    write_cert(str(tmp_path / "client.pem"), cert)
+    write_key(str(tmp_path / "client.key"), key)
+    a = base.LDAPAuthenticator
+    a.server_address = "127.0.0.1"
+    a.server_port = s.ldap_port
+    a.tls_strategy = "before_bind"
+    a.bind_dn_template = f"uid={{username}},{s.people_dn}"
+    a.allow_all = True
+    with_cert = {
+        "ca_certs_file": s.ca_file,
+        "validate": ssl.CERT_REQUIRED,
+        "version": ssl.PROTOCOL_TLSv1_2,
+        "ciphers": "ECDHE+AESGCM",
+        "local_certificate_file": str(tmp_path / "client.pem"),
+        "local_private_key_file": str(tmp_path / "client.key"),
+    }
+    a.tls_kwargs = with_cert
+    caplog.set_level(logging.INFO)
+    alice = ("alice", s.people["alice"].password)
+    kerbauth = KerberosLDAPAuthenticator(config=base)
+    assert (kerbauth.tls_minimum_version, kerbauth.tls_ciphers) == ("1.2", "ECDHE+AESGCM")
+    assert kerbauth.tls_client_cert == str(tmp_path / "client.pem")
+    assert kerbauth.tls_client_key == str(tmp_path / "client.key")
+    for old, new in [
+        ("local_certificate_file", "tls_client_cert"),
+        ("local_private_key_file", "tls_client_key"),
+        ("version", "tls_minimum_version"),
+        ("ciphers", "tls_ciphers"),
+    ]:
+        line = f"ldapauthenticator option tls_kwargs[{old!r}] read as {NAME}.{new}"
+        assert caplog.text.count(line) == 1, line
+    mark = s.log_mark()
+    assert (await login(LDAPAuthenticator(config=base), *alice))["name"] == "alice"
+    assert (await login(kerbauth, *alice))["name"] == "alice"
+    assert s.log_since(mark).count(f'BIND dn="{s.people["alice"].dn}" mech=SIMPLE') == 2
+    # Without the certificate the server ends the handshake: ldapauthenticator fails
+    # the login with the error, kerbauth answers 503 and logs which option may be why.
+    a.tls_kwargs = {k: v for k, v in with_cert.items() if not k.startswith("local_")}
+    with pytest.raises(ldap3.core.exceptions.LDAPException):
+        await login(LDAPAuthenticator(config=base), *alice)
+    caplog.clear()
+    with pytest.raises(web.HTTPError) as refused:
+        await login(KerberosLDAPAuthenticator(config=base), *alice)
+    assert refused.value.status_code == 503
+    assert "TLS failed: the server closed the connection" in caplog.text
+    assert "tls_client_cert" in caplog.text
 
 
 # --- read onto the kerbauth options ---------------------------------------------------
