@@ -38,7 +38,9 @@ import pamela
 from jupyterhub.auth import PAMAuthenticator
 from tornado import web
 
+from kerbauth.auth import spnego_accounts
 from kerbauth.auth.limits import LoginLimits, login_source
+from kerbauth.auth.spnego import KerberosSPNEGO, NegotiatedLogin
 from kerbauth.core.names import InvalidUsername, check_username, log_safe
 from kerbauth.hub.tickets import KerberosTickets
 from kerbauth.traits import Seconds
@@ -97,8 +99,10 @@ def other_account_reason(name, final):
     return None
 
 
-class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
+class KerberosPAMAuthenticator(KerberosSPNEGO, LoginLimits, KerberosTickets, PAMAuthenticator):
     """Log in with the system password through PAM; each server gets the user's Kerberos ticket."""
+
+    spnego_login = spnego_accounts.pam_login  # a SPNEGO login's account checks
 
     pam_timeout = Seconds(
         30.0,
@@ -189,6 +193,8 @@ class KerberosPAMAuthenticator(LoginLimits, KerberosTickets, PAMAuthenticator):
 
     async def authenticate(self, handler, data):
         """Check the name and password with PAM, off the event loop; the name, or None."""
+        if isinstance(data, NegotiatedLogin):  # SPNEGO: the account checks, no password
+            return await self.spnego_authenticate(handler, data)
         data = data or {}
         username = data.get("username") or ""
         password = data.get("password") or ""

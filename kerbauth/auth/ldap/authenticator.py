@@ -15,6 +15,7 @@ from jupyterhub import version_info as jupyterhub_version
 from jupyterhub.auth import Authenticator
 from tornado import web
 
+from kerbauth.auth import spnego_accounts
 from kerbauth.auth.ldap import directory as ldap_directory
 from kerbauth.auth.ldap import groups as group_policy
 from kerbauth.auth.ldap import legacy
@@ -25,6 +26,7 @@ from kerbauth.auth.ldap.queries import directory_name
 from kerbauth.auth.ldap.refresh import DirectoryRefresh
 from kerbauth.auth.ldap.tls_sasl_options import TlsAndSaslOptions
 from kerbauth.auth.limits import LoginLimits
+from kerbauth.auth.spnego import KerberosSPNEGO, NegotiatedLogin
 from kerbauth.core.errors import TicketError
 from kerbauth.core.names import InvalidUsername, check_username, log_safe
 from kerbauth.hub.tickets import KerberosTickets
@@ -55,6 +57,7 @@ def user_info_from(attributes, mapping):
 
 
 class KerberosLDAPAuthenticator(
+    KerberosSPNEGO,
     LDAPOptions,
     TlsAndSaslOptions,
     LoginFilterOptions,
@@ -75,6 +78,10 @@ class KerberosLDAPAuthenticator(
     # JupyterHub 6 keeps a login's "user_info" on the user (user_info_attributes); 5.x
     # has none: there the attributes are not read, and no user_info is sent.
     sends_user_info = jupyterhub_version >= (6,)
+
+    # A SPNEGO login (no password): the entry read by the search account.
+    spnego_login = spnego_accounts.ldap_login
+    spnego_config_problem = spnego_accounts.ldap_config_problem
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -134,6 +141,8 @@ class KerberosLDAPAuthenticator(
         whole check has ``login_timeout`` (the thread keeps to it; the event
         loop gives up a little after it in any case).
         """
+        if isinstance(data, NegotiatedLogin):  # SPNEGO: the search account reads the entry
+            return await self.spnego_authenticate(handler, data)
         data = data or {}
         typed = data.get("username") or ""
         password = data.get("password") or ""
