@@ -140,8 +140,9 @@ class FetchDelivery:
     async def _fetch(self, user):
         t = self.tickets
         loop = asyncio.get_running_loop()
-        if t.password_tickets:
-            _, data = await t._login_ticket(user)
+        login = await t._user_login_ticket(user)  # per user: a login ticket, or the keytab
+        if login is not None:
+            _, data = login
             data, renewed = await loop.run_in_executor(
                 t._ticket_executor, t._fetch_password_ticket_sync, user, data
             )

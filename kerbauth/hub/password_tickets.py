@@ -1,12 +1,20 @@
-"""Tickets from the login password (``KerberosTickets.password_tickets``), and ``refresh_user``.
+"""Login tickets: a TGT the login brought or got, kept by the hub; and ``refresh_user``.
 
-A mixin of :class:`kerbauth.KerberosTickets`. At login a renewable TGT is
-requested with the password just typed (the password itself is not kept);
-the hub keeps the ticket's bytes in its own record (``_hub_tickets``) and in
-JupyterHub's encrypted auth_state (:data:`AUTH_STATE_KEY`), writes it to the
-user's cache at spawn, and renews it from its own copy, never from the user's
-cache file. When it can no longer be renewed, ``refresh_user`` asks for a new
-login.
+A mixin of :class:`kerbauth.KerberosTickets`. A user's login ticket comes
+from the password just typed (``KerberosTickets.password_tickets``: a
+renewable TGT is requested with it; the password itself is not kept) or from
+the login itself (a TGT the client delegated with SPNEGO, the kerberos-kdc
+mode's AS exchange). The hub keeps its bytes in its own record
+(``_hub_tickets``) and in JupyterHub's encrypted auth_state
+(:data:`AUTH_STATE_KEY`), writes it to the user's cache at spawn, and renews
+it from its own copy, never from the user's cache file. When it can no longer
+be renewed, ``refresh_user`` asks for a new login.
+
+Which ticket a user gets is decided per user (:meth:`PasswordTickets._user_login_ticket`),
+from what the hub wrote only: their login ticket when auth_state holds one;
+else the keytab (``keytab_template``) when one is configured; else the spawn
+is refused with :class:`NoLoginTicket`, which tells the user what would bring
+one (their browser's delegation, the password form).
 """
 
 import asyncio
@@ -20,17 +28,88 @@ from kerbauth.core import ccache, tickets
 from kerbauth.core.errors import TicketError
 from kerbauth.core.names import log_safe
 
-__all__ = ["PasswordTickets", "AUTH_STATE_KEY"]
+__all__ = ["PasswordTickets", "AUTH_STATE_KEY", "NoLoginTicket", "delegation_option"]
 
-# Where a password ticket is kept in auth_state: the bytes of a FILE cache, base64.
+# Where a login ticket is kept in auth_state: the bytes of a FILE cache, base64.
 AUTH_STATE_KEY = "kerberos_ccache"
 
 
+def delegation_option(configurable):
+    """The option by which logins can bring a delegated TGT, e.g. ``"KerberosSPNEGO.keytab"``,
+    or ``""``.
+
+    Asked of the authenticator's own ``delegation_option()`` (the SPNEGO mixin
+    answers it; kerbauth.hub imports nothing of the login modes), so its place
+    in the class's bases does not matter.
+    """
+    hook = getattr(configurable, "delegation_option", None)
+    return (hook() or "") if callable(hook) else ""
+
+
+class NoLoginTicket(TicketError):
+    """The user holds no login ticket and no keytab is configured: what they can do.
+
+    ``delegation``: logins can bring a delegated TGT (SPNEGO), so the user's
+    browser must be allowed to delegate to the hub's host (``host``, the name
+    the browser used, when known); ``password_form``: a password login brings
+    one (``password_tickets``).
+    """
+
+    def __init__(self, detail, delegation, password_form, host=None):
+        super().__init__("expired", detail)
+        self.delegation = delegation
+        self.password_form = password_form
+        self.host = host
+
+    @property
+    def jupyterhub_message(self):
+        ways = []
+        if self.delegation:
+            host = self.host or "this hub's host name"
+            ways.append(
+                f"allow your browser to delegate your Kerberos credentials to {host}"
+                " (Chrome and Edge: the AuthNegotiateDelegateAllowlist policy;"
+                " Firefox: network.negotiate-auth.delegation-uris), then log out and open"
+                " the hub again"
+            )
+        if self.password_form or not ways:
+            ways.append("log out and log in again with your password on the login form")
+        return (
+            "Your login brought no Kerberos ticket, so your server was not started."
+            f" To get one, {', or '.join(ways)}."
+        )
+
+
 class PasswordTickets:
-    """Getting, keeping and renewing the ticket of a login password."""
+    """Getting, keeping and renewing login tickets, and which ticket each user gets."""
+
+    def _login_tickets_possible(self):
+        """Whether a login can bring a ticket: ``password_tickets``, or delegation on."""
+        return bool(self.password_tickets or delegation_option(self))
+
+    async def _user_login_ticket(self, user):
+        """Which ticket ``user`` gets: ``(auth_state, bytes)`` of their login ticket, or
+        None for the keytab route.
+
+        Decided from auth_state (written by the hub only), never from the user's
+        cache file. Without a login ticket and without ``keytab_template``,
+        raises :class:`NoLoginTicket`, saying what would bring one.
+        """
+        if not self._login_tickets_possible():
+            return None
+        try:
+            return await self._login_ticket(user)
+        except TicketError as e:
+            if self.keytab_template:
+                return None
+            raise NoLoginTicket(
+                e.detail,
+                delegation=bool(delegation_option(self)),
+                password_form=self.password_tickets,
+            ) from None
 
     async def _login_ticket(self, user):
-        """``(auth_state, ticket bytes)`` of ``user`` (password_tickets); TicketError
+        """``(auth_state, ticket bytes)`` of ``user``'s login ticket; TicketError
         without one.
 
         auth_state (written by the hub only) says whether the user holds a login
@@ -84,17 +163,23 @@ class PasswordTickets:
         return data
 
     async def get_authenticated_user(self, handler, data):
-        """Log in as usual; with ``password_tickets``, also get a ticket from the password."""
+        """Log in as usual, keeping a ticket the login brought; with ``password_tickets``,
+        a form login also gets a ticket from the password."""
         authenticated = await super().get_authenticated_user(handler, data)
-        if authenticated is None or not self.password_tickets:
+        if authenticated is None:
             return authenticated
         username = authenticated["name"]
         brought = (authenticated.get("auth_state") or {}).get(AUTH_STATE_KEY)
         if brought:
             # The login itself brought the user's TGT (the kerberos-kdc mode's AS
             # exchange, a delegated SPNEGO ticket): it is the ticket, not asked again.
-            self._hub_tickets[username] = base64.b64decode(brought)
+            if self.enable_auth_state:  # else JupyterHub keeps no auth_state to hold it
+                await self._keep_brought_ticket(username, base64.b64decode(brought))
             return authenticated
+        # This login's auth_state holds no ticket: the hub's copy of an older one goes.
+        self._hub_tickets.pop(username, None)
+        if not self.password_tickets or not isinstance(data, dict) or "password" not in data:
+            return authenticated  # no password typed (a SPNEGO login): nothing to ask with
         self.start()
         loop = asyncio.get_running_loop()
         try:
@@ -111,6 +196,35 @@ class PasswordTickets:
         auth_state[AUTH_STATE_KEY] = base64.b64encode(blob).decode("ascii")
         authenticated["auth_state"] = auth_state
         return authenticated
+
+    async def _keep_brought_ticket(self, username, data):
+        """Record a ticket the login brought; a running server's cache gets it at once."""
+        self._hub_tickets[username] = data
+        self.start()
+        if self.cache_dir is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._ticket_executor, self._store_brought_sync, username, data
+            )
+        except TicketError as e:
+            self.log.warning(
+                "kerbauth: the login ticket of %s is kept, but not written to the cache of"
+                " their running server: %s",
+                log_safe(username),
+                e,
+            )
+
+    def _store_brought_sync(self, username, data):
+        if not self.cache_dir.exists(tickets.ccache_name(username)):
+            return
+        principal, _, _ = self._ticket_paths(username)
+        found = ccache.parse_ccache(data, "the login's ticket").principal
+        if found != principal:
+            raise TicketError("config", f"the login brought a ticket of {found}, not {principal}")
+        uid, gid = self.ticket_owner(SimpleNamespace(name=username))
+        self._timed("login", lambda: self._store_sync(username, data, uid, gid))
 
     def _password_cache_sync(self, user, data):
         """Write the hub's password ticket to the user's cache, renewed first if it is due.
@@ -191,20 +305,25 @@ class PasswordTickets:
             await user.save_auth_state(auth_state)
 
     async def refresh_user(self, user, handler=None):
-        """With ``password_tickets``: keep auth_state's ticket current, or ask for a new login.
+        """Keep auth_state's login ticket current, or ask for a new login.
 
         Decided from the hub's own copy of the ticket (renewed by the hub) and
         auth_state (written by the hub), never from the user's cache file.
         When the ticket can no longer be renewed and is about to end, False
         makes JupyterHub ask the user to log in again (their server keeps
-        running).
+        running; with SPNEGO the browser negotiates again by itself). A user
+        without a login ticket is asked to log in again only where nothing else
+        gives tickets (``password_tickets`` alone); otherwise the keytab route
+        applies, or their spawn is refused saying what would bring one.
         """
         result = await maybe_future(super().refresh_user(user, handler))
-        if result is False or not self.password_tickets:
+        if result is False or not self._login_tickets_possible():
             return result
         try:
             auth_state, data = await self._login_ticket(user)
         except TicketError:
+            if self.keytab_template or delegation_option(self):
+                return result
             return False
         ticket = ccache.parse_ccache(data, "the hub's ticket")
         if ticket.renew_till <= ticket.end and self.renewer.is_due(

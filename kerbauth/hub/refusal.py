@@ -53,6 +53,11 @@ class SpawnRefused(TicketError, SpawnException or web.HTTPError):
             )
         self.cause = error.cause
         self.detail = error.detail
+        self._user_message = error.jupyterhub_message  # a subclass's own, kept
+
+    @property
+    def jupyterhub_message(self):
+        return self._user_message
 
     def __str__(self):
         if SpawnException is None:

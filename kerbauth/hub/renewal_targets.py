@@ -69,16 +69,13 @@ class RenewalTargets:
                 continue
             self._shared_warned.discard(user.name)  # shared again later: warned again
             after = None
-            if self.password_tickets:
-                if user.name not in self._hub_tickets:
-                    try:
-                        await self._login_ticket(user)  # after a hub restart
-                    except TicketError:
-                        continue
+            if await self._holds_login_ticket(user):
                 renew = functools.partial(self._refresh_password_cache_sync, user)
                 after = functools.partial(self._save_hub_ticket, user)
-            else:
+            elif self.keytab_template:
                 renew = functools.partial(self._renew_keytab_sync, user)
+            else:
+                continue  # no login ticket, no keytab: nothing to renew it with
             issued = self._issued.get(user.name)
             targets.append(
                 RenewalTarget(
@@ -90,6 +87,19 @@ class RenewalTargets:
                 )
             )
         return targets
+
+    async def _holds_login_ticket(self, user):
+        """Whether ``user``'s ticket is a login ticket (renewed from the hub's copy): the
+        hub's record, or (after a hub restart) auth_state, which only the hub writes."""
+        if not self._login_tickets_possible():
+            return False
+        if user.name in self._hub_tickets:
+            return True
+        try:
+            await self._login_ticket(user)
+        except TicketError:
+            return False
+        return True
 
     def _renew_keytab_sync(self, user):
         _, _, times = self._obtain_ticket_sync(user, "renewal")

@@ -9,8 +9,8 @@ A mixin of :class:`kerbauth.KerberosTickets` (it reads the options through
   renewer;
 - the hub's own records, the only truth about tickets it gave: ``_issued``
   (username -> TicketTimes of the ticket last written for that user) and
-  ``_hub_tickets`` (password tickets: username -> the cache bytes the hub
-  obtained);
+  ``_hub_tickets`` (login tickets, from the password or delegated: username
+  -> the cache bytes the hub holds);
 - single flight (one request per user at a time) and ``_timed`` (metrics, and
   an OSError on the way is a TicketError).
 """
@@ -27,6 +27,7 @@ from kerbauth.core.errors import CcacheError, ConfigError, TicketError
 from kerbauth.core.names import InvalidUsername, log_safe
 from kerbauth.hub import metrics
 from kerbauth.hub.delivery import DELIVERIES
+from kerbauth.hub.password_tickets import delegation_option
 from kerbauth.hub.renewal import Renewer
 
 __all__ = ["TicketService"]
@@ -131,7 +132,8 @@ class TicketService:
 
     def _make_backend(self):
         """The backend, the delivery's directory, a log line of what is used."""
-        if not self.password_tickets and not self.keytab_template:
+        delegation = delegation_option(self)
+        if not (self.password_tickets or self.keytab_template or delegation):
             self.log.warning("kerbauth: KerberosTickets.keytab_template is not set; no tickets")
             return None
         try:
@@ -148,10 +150,15 @@ class TicketService:
             )
         except TicketError as e:
             raise ConfigError(e.detail) from e
+        sources = [
+            *(["the TGT the login delegates"] if delegation else []),
+            *(["the login password"] if self.password_tickets else []),
+            *([self.keytab_template] if self.keytab_template else []),
+        ]
         self.log.info(
             "kerbauth: tickets for %s from %s through the %s backend, %s",
             self.principal_template.replace("{realm}", self.realm),
-            "the login password" if self.password_tickets else self.keytab_template,
+            ", else ".join(sources),
             backend.name,
             self.delivery_strategy.where(),
         )
@@ -285,8 +292,9 @@ class TicketService:
 
     async def _obtain(self, user):
         loop = asyncio.get_running_loop()
-        if self.password_tickets:
-            _, data = await self._login_ticket(user)
+        login = await self._user_login_ticket(user)  # per user: a login ticket, or the keytab
+        if login is not None:
+            _, data = login
             principal, cache, renewed = await loop.run_in_executor(
                 self._ticket_executor, self._password_cache_sync, user, data
             )

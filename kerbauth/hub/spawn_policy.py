@@ -12,6 +12,7 @@ from jupyterhub.utils import maybe_future
 
 from kerbauth.core.errors import TicketError
 from kerbauth.core.names import log_safe
+from kerbauth.hub.password_tickets import NoLoginTicket
 from kerbauth.hub.refusal import spawn_refusal
 
 __all__ = ["SpawnPolicy"]
@@ -27,6 +28,10 @@ class SpawnPolicy:
         try:
             await self.delivery_strategy.give(user, spawner)
         except TicketError as e:
+            if isinstance(e, NoLoginTicket):
+                # The name the user's browser asked for: what its delegation must allow.
+                handler = getattr(spawner, "handler", None)
+                e.host = getattr(getattr(handler, "request", None), "host_name", None)
             self._no_ticket_at_spawn(user, e)
 
     async def post_spawn_stop(self, user, spawner):

@@ -22,7 +22,7 @@ from traitlets.config import LoggingConfigurable
 
 from kerbauth.core.errors import ConfigError
 from kerbauth.core.realm import default_realm
-from kerbauth.hub.password_tickets import AUTH_STATE_KEY, PasswordTickets
+from kerbauth.hub.password_tickets import AUTH_STATE_KEY, PasswordTickets, delegation_option
 from kerbauth.hub.renewal_targets import RenewalTargets
 from kerbauth.hub.service import TicketService
 from kerbauth.hub.spawn_policy import SpawnPolicy
@@ -86,7 +86,9 @@ class KerberosTickets(
         Example: ``"/home/{username}/{username}.keytab"``. The keytab must be
         a regular file (a symlink, FIFO or device is refused) owned by root or
         by the user, with no access for group or others (mode 0600 or 0400).
-        It must be set, unless ``password_tickets`` or ``required = False``.
+        It must be set, unless ``password_tickets``, SPNEGO with delegation
+        (``KerberosSPNEGO.keytab``) or ``required = False``. A user whose login
+        brought a ticket (the password, a delegated TGT) gets that one instead.
 
         .. versionadded:: 0.1
         """,
@@ -372,13 +374,19 @@ class KerberosTickets(
     def check_config(self):
         """Refuse options that cannot work together, with a :class:`ConfigError` naming
         the option to fix. Reads the configuration only (and krb5.conf for the realm)."""
-        if self.password_tickets:
-            if not self.enable_auth_state:
-                raise ConfigError(
-                    "KerberosTickets.password_tickets requires"
-                    " Authenticator.enable_auth_state = True (and JUPYTERHUB_CRYPT_KEY)"
-                )
-        elif not self.keytab_template:
+        delegation = delegation_option(self)
+        if self.password_tickets and not self.enable_auth_state:
+            raise ConfigError(
+                "KerberosTickets.password_tickets requires"
+                " Authenticator.enable_auth_state = True (and JUPYTERHUB_CRYPT_KEY)"
+            )
+        if delegation and not self.keytab_template and not self.enable_auth_state:
+            raise ConfigError(
+                f"{delegation} without KerberosTickets.keytab_template or password_tickets"
+                " gives tickets only by delegation, kept in auth_state: it requires"
+                " Authenticator.enable_auth_state = True (and JUPYTERHUB_CRYPT_KEY)"
+            )
+        if not (self.password_tickets or delegation or self.keytab_template):
             if self.required:
                 raise ConfigError(
                     "KerberosTickets.keytab_template is not set: kerbauth cannot get tickets"
