@@ -7,11 +7,14 @@ ticket for the hub. Clients: curl ``--negotiate -u :``, requests-gssapi, and
 tokens made by hand with python-gssapi (replays, mutual authentication).
 """
 
+import asyncio
 import base64
 import os
 import secrets
 import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 
 import gssapi
@@ -19,6 +22,7 @@ import pytest
 import requests
 from traitlets.config import Config
 
+from kerbauth.auth import spnego
 from kerbauth.auth.spnego import SpnegoRefused, decode_token, username_of
 from kerbauth.core.errors import ConfigError
 from support.realm import start_realm
@@ -163,6 +167,45 @@ def test_a_malformed_token_is_refused_before_any_gssapi(value):
     assert refusal.value.status == 400
 
 
+def test_accepts_run_on_a_small_bound_and_within_the_ticket_timeout(monkeypatch):
+    # The accept itself replaced by a slow one that counts how many run at once.
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def slow_accept(token, *args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(float(token))
+        finally:
+            with lock:
+                running[0] -= 1
+        raise SpnegoRefused(401, "not accepted", "a forged token")
+
+    monkeypatch.setattr(spnego, "accept_token", slow_accept)
+
+    class Hub(spnego.KerberosSPNEGO):
+        timeout = 1.0  # KerberosTickets.timeout
+
+    hub = Hub(keytab="/nonexistent", spnego_concurrency=2)
+
+    async def burst(seconds, count):
+        calls = [hub.spnego_accept(seconds, "localhost") for _ in range(count)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    async def bursts():  # one event loop, as in the hub
+        return await burst(b"0.1", 8), await burst(b"0.4", 8)
+
+    quick, slow = asyncio.run(bursts())
+    assert [a.status for a in quick] == [401] * 8 and peak[0] == 2
+    # Waiting for a turn counts against the timeout: a queue that cannot clear in
+    # time gets 503, the cause logged, not a hung request.
+    answers = slow
+    statuses = sorted(a.status for a in answers)
+    assert statuses[0] == 401 and statuses[-1] == 503 and peak[0] == 2
+    assert "KerberosTickets.timeout" in next(a.reason for a in answers if a.status == 503)
+
+
 # --- PAM mode: one hub for the logins and the refusals ---------------------------------------
 
 
@@ -189,7 +232,7 @@ def test_pam_mode_negotiate_form_and_refusals(
     assert done.header("Location", 0) == ["/hub/home"]
     (mutual,) = done.header("WWW-Authenticate", 0)
     assert mutual.startswith("Negotiate ") and len(mutual) > 40
-    assert f"<span class=\"me-1\">{member.name}</span>" in done.body  # the home page, theirs
+    assert f'<span class="me-1">{member.name}</span>' in done.body  # the home page, theirs
     log_says(hub, f"{member.name}@{HOME} logged in with SPNEGO as {member.name}")
     # The cookie is a real login: the next page needs no Negotiate.
     again = curl(local_url(hub, "/hub/home"), {"PATH": os.environ["PATH"]}, cookies=jar)
@@ -283,3 +326,64 @@ def test_ldap_mode_refuses_spnego_without_a_search_account(realms, tmp_path):
         KerberosLDAPAuthenticator(config=config).check_spnego_config()
     assert "KerberosSPNEGO.keytab" in str(refusal.value)
     assert "KerberosLDAPAuthenticator.search_bind_dn" in str(refusal.value)
+
+
+LDAP_EXAMPLE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "examples",
+    "ldap",
+    "jupyterhub_config.py",
+)
+
+
+def test_ldap_mode_reads_the_entry_with_the_search_account(
+    hub_factory, slapd, realms, client_tickets, spnego_rcache, ccache_dir, tmp_path
+):
+    home = realms.home
+    with open(LDAP_EXAMPLE) as f:
+        config = f.read()
+    config += f"""
+c.KerberosTickets.ccache_dir = {ccache_dir!r}
+c.KerberosLDAPAuthenticator.search_bind_dn = {slapd.service_dn!r}
+c.KerberosLDAPAuthenticator.search_bind_password = {slapd.service_password!r}
+c.Authenticator.enable_auth_state = True
+{hub_lines(realms.keytab)}"""
+    env = {
+        "LDAP_SERVERS": f"127.0.0.1:{slapd.ldap_port}",
+        "LDAP_CA_FILE": slapd.ca_file,
+        "LDAP_BASE_DN": slapd.base_dn,
+        "KEYTAB_DIR": str(tmp_path),
+        "KERBEROS_REALM": home.realm,
+        "KRB5_CONFIG": home.env["KRB5_CONFIG"],
+        "JUPYTERHUB_CRYPT_KEY": "cd" * 32,
+        **spnego_rcache,
+    }
+    hub = hub_factory(config, env=env)
+    login = local_url(hub, "/hub/login?next=%2Fhub%2Fhome")
+
+    page = requests.get(login, timeout=60)
+    assert page.status_code == 401 and page.headers["WWW-Authenticate"] == "Negotiate"
+    assert 'name="password"' in page.text
+
+    # alice (hub-users, hub-admins) logs in without a password: her entry and groups
+    # come from the search account, so admin_groups and auth_state work as for a bind.
+    done = curl(login, client_tickets(home, "alice").env)
+    assert done.status == 200, (done.headers, done.body[-2000:])
+    assert '<span class="me-1">alice</span>' in done.body
+    model = hub.api("GET", "/users/alice").json()
+    assert model["admin"] is True
+    assert model["auth_state"]["ldap_dn"] == f"uid=alice,{slapd.people_dn}"
+    assert "kerberos_ccache" not in model["auth_state"]  # no delegation asked
+    log_says(hub, f"alice@{home.realm} logged in with SPNEGO as alice")
+
+    # carol's entry exists but she is in no allowed group; nobody has no entry.
+    done = curl(login, client_tickets(home, "carol").env)
+    assert done.status == 403 and "is not allowed on this hub" in done.body
+    done = curl(login, client_tickets(home, f"nobody{secrets.token_hex(3)}").env)
+    assert done.status == 403 and "There is no account" in done.body
+    log_says(hub, "refused (403)", "the directory has no entry for nobody")
+
+    # The form still logs in with the directory password.
+    _, posted = form_login(local_url(hub), "bob", slapd.people["bob"].password)
+    assert posted.status_code == 302, posted.text[-2000:]
+    assert {u["name"] for u in hub.api("GET", "/users").json()} >= {"alice", "bob"}

@@ -303,6 +303,10 @@ class KerberosSPNEGO(LoggingConfigurable):
     def spnego_config_problem(self):
         return ""
 
+    def delegation_option(self):
+        """The option by which logins can bring a delegated TGT (asked by kerbauth.hub)."""
+        return "KerberosSPNEGO.keytab" if self.keytab else ""
+
     def check_spnego_config(self):
         """Refuse a SPNEGO configuration that cannot work (a ConfigError naming the option)."""
         if not self.keytab:

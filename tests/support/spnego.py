@@ -151,7 +151,8 @@ def curl(url, env, delegation=None, follow=True, cookies=None, extra=(), timeout
     """``curl --negotiate -u :`` of ``url`` with the client's ``env`` (its KRB5CCNAME).
 
     ``delegation``: None, ``"always"`` or ``"policy"`` (curl's ``--delegation``);
-    ``cookies``: a cookie jar file read and written (a browser's session).
+    ``cookies``: a cookie jar file read and written (a browser's session; default:
+    one of this call's own).
     """
     with tempfile.TemporaryDirectory(prefix="kerbauth-curl-") as work:
         headers, body = os.path.join(work, "headers"), os.path.join(work, "body")
@@ -161,8 +162,9 @@ def curl(url, env, delegation=None, follow=True, cookies=None, extra=(), timeout
             argv.append("-L")
         if delegation:
             argv += ["--delegation", delegation]
-        if cookies:
-            argv += ["-b", cookies, "-c", cookies]
+        # A browser's cookies (without them a login's redirect comes back to the login).
+        cookies = cookies or os.path.join(work, "cookies")
+        argv += ["-b", cookies, "-c", cookies]
         done = subprocess.run(
             [*argv, *extra, url], env=env, capture_output=True, text=True, timeout=timeout + 10
         )
