@@ -75,6 +75,11 @@ def as_requests(realm, principal):
         return [line for line in f if "AS_REQ" in line and f" {principal} for krbtgt/" in line]
 
 
+def issued(realm, principal):
+    """The TGTs the KDC issued to ``principal`` so far (its log's AS_REQ ... ISSUE lines)."""
+    return [line for line in as_requests(realm, principal) if ": ISSUE: " in line]
+
+
 def test_login_spawn_and_refusals(
     hub_factory, krb5_env, ccache_dir, service_keytab, private_dir, make_user
 ):
@@ -113,10 +118,14 @@ def test_login_spawn_and_refusals(
         assert f"{stranger}@127.0.0.1 refused (unknown principal)" in hub.log_text()
 
         # The right password: logged in, and the server's ticket is the login's TGT
-        # (there is no keytab anywhere for this user).
+        # (there is no keytab anywhere for this user). The KDC needs no preauth here,
+        # so it answered the wrong passwords too (the client could not decrypt them).
+        before = len(issued(krb5_env, principal))
         response = hub.login(account.name, kerberos_password)
         assert response.status_code == 302, response.text
         assert f"{account.name} logged in with the KDC (verified)" in hub.log_text()
+        tgts = issued(krb5_env, principal)[before:]
+        assert len(tgts) == 1, f"one AS exchange: the login's TGT is kept: {tgts}"
         hub.start_server(account.name)
         env = server_environment(hub, account.name)
         cache = env["KRB5CCNAME"].removeprefix("FILE:")
@@ -171,6 +180,7 @@ def test_the_fetch_delivery_gets_the_logins_ticket(
         )
         response = hub.login(account.name, kerberos_password)
         assert response.status_code == 302, response.text
+        assert len(issued(krb5_env, principal)) == 1, "one AS exchange: the login's TGT is kept"
         fetched_caches.append(default_cache(account.name))
         hub.start_server(account.name)
         env = server_environment(hub, account.name)
@@ -220,9 +230,15 @@ def test_a_spoofed_kdc_cannot_log_anyone_in(hub_factory, ccache_dir, service_key
         )
         assert "logged in with the KDC" not in log
         assert hub.api("GET", f"/users/{name}").status_code == 404, "no such hub user"
-        # The AS exchange itself went through: only the verification stopped it.
-        issued = [line for line in as_requests(spoof, principal) if "ISSUE" in line]
-        assert issued, "the spoofed KDC issued a TGT"
+        # The AS exchange itself went through (the TGT was good enough to ask the
+        # spoofed KDC for the service ticket): only the verification stopped it.
+        with open(os.path.join(spoof.tmpdir, "kdc.log"), errors="replace") as f:
+            asked = [
+                line
+                for line in f
+                if "TGS_REQ" in line and ": ISSUE: " in line and f"for {principal_svc}" in line
+            ]
+        assert asked, "the spoofed KDC issued the service ticket"
     finally:
         spoof.stop()
 
