@@ -1,76 +1,87 @@
-"""Single sign-on in a real browser: headless Chromium negotiates with the user's ticket.
+"""Single sign-on in a real browser: headless Chromium, with and without the Negotiate policy.
 
-The user's desktop session is a ticket cache from ``kinit -f`` (forwardable)
-and the realm's krb5.conf, both in Chromium's process environment. The test
-host is a name of its own (random per run, so no other run's policy names it),
-mapped to 127.0.0.1 with ``--host-resolver-rules``; the service has the key of
-``HTTP/<that name>@REALM``. Chromium negotiates only where a managed policy
-allows it (support.browser.negotiate_policy, removed afterwards).
+The user's desktop session is a forwardable TGT (``kinit -f``) in a cache of
+its own and the realm's krb5.conf, both in Chromium's process environment, as
+a desktop's browser has them. The hub (the PAM example with SPNEGO on and
+password tickets) has the key of ``HTTP/<host>`` for a test host of its own
+(random per run, so no other run's policy names it), mapped to 127.0.0.1 with
+``--host-resolver-rules``.
 
-Against Apache with mod_auth_gssapi (support.httpd), the harness itself:
-Chromium without the policy gets the 401 page though the ticket is in its
-environment; with the policy it is let in as the user, on its first request.
+Chromium without the policy, the ticket in its environment all the same,
+gets the hub's 401 page, the login form, and logs in with the password.
+Chromium with the managed policy an administrator deploys
+(support.browser.negotiate_policy: ``AuthServerAllowlist`` and
+``AuthNegotiateDelegateAllowlist`` for the test host only, removed
+afterwards) opening the hub is logged in without typing, spawns, and ``klist
+-f`` in a JupyterLab terminal shows the user's ticket with the forwarded flag:
+the TGT the browser delegated, where the form's login got one from the
+password.
 """
 
 import os
-import pwd
+import re
 import secrets
-import shutil
 import subprocess
-import tempfile
-
-import pytest
-from selenium.webdriver.common.by import By
 
 import support.browser
-from support.realm import add_principal
+from support.edge import server_environment
+from support.served import PASSWORD
+from support.spnego import hub_lines, service_keytab
+
+# The hub's log line of a login by SPNEGO ("<principal> logged in with SPNEGO as <user>").
+SPNEGO_LOGIN = "logged in with SPNEGO as"
 
 
-@pytest.fixture
-def desktop(realm, make_user):
-    """A user's desktop session: an account, its principal (password = the account's),
-    a forwardable TGT in a cache of its own, and the environment a browser gets."""
-    account = make_user()
-    principal = f"{account.name}@{realm.realm}"
-    realm.addprinc(principal, account.password)
-    directory = tempfile.mkdtemp(prefix="kerbauth-desktop-")
-    try:
-        env = {"KRB5_CONFIG": realm.env["KRB5_CONFIG"], "KRB5CCNAME": f"FILE:{directory}/cc"}
-        kinit = subprocess.run(
-            ["kinit", "-f", principal],
-            input=account.password + "\n",
-            env={"PATH": os.environ["PATH"], **env},
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert kinit.returncode == 0, kinit.stderr
-        yield account, principal, env
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+def ticket_flags(env, realm):
+    """The flags ``klist -f`` shows for the TGT in the cache of a server's ``env``."""
+    listed = subprocess.run(
+        ["klist", "-f", env["KRB5CCNAME"]], capture_output=True, text=True, timeout=30
+    )
+    assert listed.returncode == 0, listed.stderr
+    flags = re.search(rf"krbtgt/{realm.realm}@{realm.realm}\n.*?Flags: (\w+)", listed.stdout, re.S)
+    assert flags, listed.stdout
+    return flags.group(1)
 
 
-def test_chromium_negotiates_with_apache_only_under_the_policy(realm, spnego_httpd, desktop):
-    account, principal, env = desktop
-    httpd = spnego_httpd(realm)
-    host = f"sso-{secrets.token_hex(4)}.kerbauth.test"
-    www = pwd.getpwnam("www-data")
-    # mod_auth_gssapi accepts for any principal of its keytab: the test host's joins it.
-    keytab = os.path.join(httpd.root, "http.keytab")
-    add_principal(realm, f"HTTP/{host}", keytab=keytab, uid=www.pw_uid, gid=www.pw_gid)
-    url = f"http://{host}:{httpd.port}/whoami"
+def test_chromium_logs_in_with_the_form_without_the_policy_and_negotiates_with_it(
+    realm, edge_hub, make_user, client_tickets, spnego_rcache, tmp_path
+):
+    host = f"hub-{secrets.token_hex(4)}.kerbauth.test"
+    keytab = service_keytab(realm, str(tmp_path), host)  # HTTP/<host>, root's, 0600
+    # SPNEGO on a hub with password tickets: the form's login gets a ticket too.
+    env = {**spnego_rcache, "JUPYTERHUB_CRYPT_KEY": "ab" * 32}
+    hub = edge_hub(PASSWORD + hub_lines(keytab), env=env)
+    account = make_user(groups=("hub-users",))
+    user = account.name
+    # The desktop: the user's forwardable TGT (kinit -f), their password the account's.
+    desktop = client_tickets(realm, user, password=account.password)
+    principal = desktop.principal
+    base = f"http://{host}:{hub.port}"
     resolve = f"--host-resolver-rules=MAP {host} 127.0.0.1"
+    browser = {"env": desktop.env, "negotiate": True}
 
-    def body(driver):
-        driver.get(url)
-        return driver.find_element(By.TAG_NAME, "body").text
+    # Without the policy, though the ticket is in its environment: the form (the
+    # hub's 401 page), and a login with the password.
+    with support.browser.chromium(resolve, **browser) as driver:
+        support.browser.log_in(driver, base, user, account.password)
+    log = hub.log_text()
+    assert re.search(r" 401 GET /hub/login\b", log) and SPNEGO_LOGIN not in log
+    # That server's ticket came from the password: not a forwarded one.
+    assert "f" not in ticket_flags(server_environment(hub, user), realm)
+    hub.stop_server(user)
 
-    with support.browser.chromium(resolve, env=env, negotiate=True) as driver:
-        assert "Unauthorized" in body(driver), httpd.log_text()
     policies = os.path.dirname(support.browser.POLICY_DIR)
     had_policies = os.path.exists(policies)
     with support.browser.negotiate_policy(host) as policy:
-        with support.browser.chromium(resolve, env=env, negotiate=True) as driver:
-            assert body(driver) == principal, httpd.log_text()
+        with support.browser.chromium(resolve, **browser) as driver:
+            # With it: opening the hub logs in without typing, and spawns.
+            driver.get(f"{base}/hub/")
+            support.browser.wait_for_lab(driver, base, user)
+            assert f"{principal} {SPNEGO_LOGIN} {user}" in hub.log_text()
+            # The notebook's ticket is the one the browser delegated: forwarded (f).
+            shown = support.browser.klist_in_terminal(driver, user, principal, "klist -f")
+    flags = re.search(rf"krbtgt/{realm.realm}@{realm.realm}.*?Flags: ([A-Za-z]+)", shown, re.S)
+    assert flags and "f" in flags.group(1), shown
+    assert "f" in ticket_flags(server_environment(hub, user), realm)
     assert not os.path.exists(policy)
     assert os.path.exists(policies) == had_policies

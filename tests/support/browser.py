@@ -5,9 +5,10 @@ profile (removed afterwards) and the system's driver (selenium never downloads
 one); ``env`` is added to the browser's process environment (``KRB5CCNAME``,
 ``KRB5_CONFIG``: the ticket cache and realm a desktop user's browser would
 use). ``log_in(driver, base, user, password)`` uses JupyterHub's real login
-form and waits for JupyterLab; ``klist_in_terminal(driver, user, principal)``
-opens a terminal from JupyterLab's launcher, runs ``klist`` in it and returns
-the terminal's text once it shows ``principal``.
+form and waits for JupyterLab (``wait_for_lab``, also after a login without
+typing); ``klist_in_terminal(driver, user, principal)`` opens a terminal from
+JupyterLab's launcher, runs ``klist`` in it and returns the terminal's text
+once it shows ``principal``.
 
 ``negotiate_policy(host)`` is the managed policy an administrator deploys for
 single sign-on: Chromium may answer ``WWW-Authenticate: Negotiate`` from
@@ -145,6 +146,11 @@ def log_in(driver, base, user, password, before_submit=None):
     if before_submit is not None:
         before_submit()
     driver.find_element(By.ID, "login_submit").click()
+    wait_for_lab(driver, base, user)
+
+
+def wait_for_lab(driver, base, user):
+    """Wait until the browser is in the user's JupyterLab at ``base`` (its launcher shown)."""
     wait = WebDriverWait(driver, WAIT)
     # Login, spawn, spawn-pending, then JupyterLab of the user's own server.
     try:
