@@ -347,6 +347,9 @@ c.KerberosTickets.ccache_dir = {ccache_dir!r}
 c.KerberosLDAPAuthenticator.search_bind_dn = {slapd.service_dn!r}
 c.KerberosLDAPAuthenticator.search_bind_password = {slapd.service_password!r}
 c.Authenticator.enable_auth_state = True
+# lena is in hub-users, but this filter (which a password login must pass too) refuses her.
+c.KerberosLDAPAuthenticator.user_search_base = {slapd.people_dn!r}
+c.KerberosLDAPAuthenticator.login_search_filter = "(&(uid={{username}})(!(uid=lena)))"
 {hub_lines(realms.keytab)}"""
     env = {
         "LDAP_SERVERS": f"127.0.0.1:{slapd.ldap_port}",
@@ -382,6 +385,9 @@ c.Authenticator.enable_auth_state = True
     done = curl(login, client_tickets(home, f"nobody{secrets.token_hex(3)}").env)
     assert done.status == 403 and "There is no account" in done.body
     log_says(hub, "refused (403)", "the directory has no entry for nobody")
+    done = curl(login, client_tickets(home, "lena").env)
+    assert done.status == 403 and "There is no account" in done.body
+    assert "login_search_filter (&(uid=lena)(!(uid=lena))) found no entry" in hub.log_text()
 
     # The form still logs in with the directory password.
     _, posted = form_login(local_url(hub), "bob", slapd.people["bob"].password)

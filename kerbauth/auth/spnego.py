@@ -239,7 +239,7 @@ class KerberosSPNEGO(LoggingConfigurable):
         name). Readable by the hub only. Unset (``""``, the default): SPNEGO is
         off and the login page is the form alone, as before.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """,
     )
 
@@ -255,7 +255,7 @@ class KerberosSPNEGO(LoggingConfigurable):
         ``"HTTP/hub.example.org@EXAMPLE.ORG"``: tickets for any other name are
         refused.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """,
     )
 
@@ -269,7 +269,7 @@ class KerberosSPNEGO(LoggingConfigurable):
         Default: ``[KerberosTickets.realm]``. Example: ``["EXAMPLE.ORG",
         "AD.EXAMPLE.ORG"]`` (two realms whose users share one namespace).
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """,
     )
 
@@ -283,7 +283,7 @@ class KerberosSPNEGO(LoggingConfigurable):
         own, within ``KerberosTickets.timeout`` seconds (waiting included:
         past it the client gets 503). Example: ``4``.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """,
     )
 

@@ -103,8 +103,10 @@ def _look_up(directory, query, username, log, deadline):
     from kerbauth.auth.ldap import directory as ldap_directory
 
     result = ldap_directory.look_up_membership(directory, query, username, log, deadline)
-    if result is None or not query.login_filter:
-        return result
+    if result is None or getattr(result, "filtered_out", False):
+        return None
+    if not query.login_filter or hasattr(type(result), "filtered_out"):
+        return result  # the lookup applied login_search_filter itself
 
     def passes(conn):
         ldap_directory._bind_service(conn, query)
@@ -154,7 +156,7 @@ async def ldap_login(self, handler, negotiated):
         raise SpnegoRefused(
             403,
             NO_ACCOUNT.format(name=negotiated.username),
-            f"the directory has no entry for {log_safe(username)}",
+            f"the directory has no entry for {log_safe(username)} that login_search_filter lets in",
         )
     if self.hub_username_attribute:
         hub_name = self._name_from_entry(username, result)
