@@ -7,6 +7,7 @@ TGT.
 """
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -50,10 +51,23 @@ def service_keytab(krb5_env, private_dir):
         krb5_env.run_kadminl(f"delprinc -force {principal}")
 
 
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+
+
+def docs_config():
+    """The working configuration of docs/kerberos.md, as it is written there."""
+    with open(os.path.join(DOCS, "kerberos.md")) as f:
+        text = f.read()
+    match = re.search(r"## A working configuration\n.*?```python\n(.*?)```", text, re.DOTALL)
+    assert match, "docs/kerberos.md lost its working configuration"
+    return match.group(1)
+
+
 def kdc_config(ccache_dir, principal, keytab, extra=""):
-    return f"""
-c.JupyterHub.authenticator_class = "kerberos-kdc"
-c.Authenticator.allow_all = True
+    """docs/kerberos.md's configuration, with the test's paths, realm and principal."""
+    return f"""{docs_config()}
+# --- the test's own (tests/test_kdc_mode.py) ---
+c.KerberosTickets.realm = {principal.rpartition("@")[2]!r}
 c.KerberosTickets.ccache_dir = {ccache_dir!r}
 c.KerberosKDCAuthenticator.verify_keytab = {keytab!r}
 c.KerberosKDCAuthenticator.verify_principal = {principal!r}
@@ -324,6 +338,7 @@ def _config(ccache_dir, **options):
         ("a missing keytab", {"verify_keytab": "missing"}, "missing.keytab: does not exist"),
         ("a keytab others read", {"verify_keytab": "0644"}, "is mode 0644"),
         ("a symlink to the keytab", {"verify_keytab": "link"}, "is a symbolic link"),
+        ("another group reads it", {"verify_keytab": "group"}, "is mode 0640, group 65533"),
         ("another principal", {"verify_principal": "other"}, "No key table entry found"),
     ],
 )
@@ -333,11 +348,15 @@ def test_start_up_refusals(label, options, message, ccache_dir, service_keytab, 
         "missing": os.path.join(private_dir, "missing.keytab"),
         "0644": os.path.join(private_dir, "open.keytab"),
         "link": os.path.join(private_dir, "link.keytab"),
+        "group": os.path.join(private_dir, "group.keytab"),
         "other": principal.replace("host/", "host/other-"),
     }
     shutil.copy(keytab, shown["0644"])
     os.chmod(shown["0644"], 0o644)
     os.symlink(keytab, shown["link"])
+    shutil.copy(keytab, shown["group"])
+    os.chown(shown["group"], 0, 65533)  # a group the hub (root, gid 0) is not in
+    os.chmod(shown["group"], 0o640)
     settings = {"KerberosKDCAuthenticator__verify_keytab": keytab}
     settings["KerberosKDCAuthenticator__verify_principal"] = principal
     for key, value in options.items():
@@ -348,6 +367,25 @@ def test_start_up_refusals(label, options, message, ccache_dir, service_keytab, 
     try:
         with pytest.raises(ConfigError, match=message):
             authenticator.start()
+    finally:
+        authenticator.close()
+
+
+def test_a_keytab_its_group_reads_is_taken_for_the_hubs_own_group(
+    ccache_dir, service_keytab, private_dir
+):
+    principal, keytab = service_keytab
+    readable = os.path.join(private_dir, "fsgroup.keytab")
+    shutil.copy(keytab, readable)
+    os.chown(readable, 0, os.getegid())  # as a Kubernetes secret with an fsGroup
+    os.chmod(readable, 0o440)
+    settings = {
+        "KerberosKDCAuthenticator__verify_keytab": readable,
+        "KerberosKDCAuthenticator__verify_principal": principal,
+    }
+    authenticator = KerberosKDCAuthenticator(config=_config(ccache_dir, **settings))
+    try:
+        authenticator.start()
     finally:
         authenticator.close()
 

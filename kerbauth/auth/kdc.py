@@ -84,7 +84,7 @@ class KerberosKDCAuthenticator(LoginLimits, KerberosTickets, Authenticator):
         every login, so a new key version is picked up without a restart.
         Example: ``"/etc/jupyterhub/hub.keytab"``.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """,
     )
 
@@ -101,7 +101,7 @@ class KerberosKDCAuthenticator(LoginLimits, KerberosTickets, Authenticator):
         without ``@`` gets ``@<realm>``. Example:
         ``"HTTP/hub.example.org@EXAMPLE.ORG"``.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """,
     )
 
@@ -111,7 +111,7 @@ class KerberosKDCAuthenticator(LoginLimits, KerberosTickets, Authenticator):
         help="""Always True in the ``kerberos-kdc`` mode (the login's TGT is the user's
         ticket); setting it False is refused at start-up.
 
-        .. versionadded:: 0.3
+        .. versionadded:: 0.2
         """,
     )
 
