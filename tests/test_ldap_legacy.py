@@ -672,7 +672,8 @@ def test_a_z2jh_ldapauthenticator_config_runs_a_hub_with_one_line_changed(
 
 
 # The same site naming users by uid while they log in by givenName (use_lookup_dn_username),
-# with a search account: the group refresh reads the entry at the DN the login kept.
+# with a search account and a search_filter: the refresh reads the entry at the DN the
+# login kept, and applies the filter again.
 RENAMED_SITE = """
 import os
 c.JupyterHub.authenticator_class = "kerberos-ldap"
@@ -688,6 +689,7 @@ c.LDAPAuthenticator.user_search_base = "ou=people,dc=planetexpress,dc=com"
 c.LDAPAuthenticator.user_attribute = "givenName"
 c.LDAPAuthenticator.lookup_dn_user_dn_attribute = "uid"
 c.LDAPAuthenticator.use_lookup_dn_username = True
+c.LDAPAuthenticator.search_filter = "(&(uid={username})(!(employeeType=Retired)))"
 c.LDAPAuthenticator.allowed_groups = ["cn=ship_crew,ou=people,dc=planetexpress,dc=com"]
 c.KerberosTickets.keytab_template = os.environ["KEYTAB_DIR"] + "/{username}.keytab"
 c.KerberosTickets.ccache_dir = os.environ["CCACHE_DIR"]
@@ -706,24 +708,25 @@ def until(condition, what, deadline=30):
 
 
 @contextlib.contextmanager
-def fry_leaves_ship_crew(server):
-    """fry out of ship_crew in the (shared) planetexpress directory; back in at the end."""
+def changed(server, dn, attribute, value, operation):
+    """``value`` added to (MODIFY_ADD) or deleted from (MODIFY_DELETE) an attribute of an
+    entry of the (shared) planetexpress directory; the change undone at the end."""
 
     def change(operation):
         conn = server.admin_connection()
         try:
-            assert conn.modify(SHIP_CREW, {"member": [(operation, [FRY_DN])]}), conn.result
+            assert conn.modify(dn, {attribute: [(operation, [value])]}), conn.result
         finally:
             conn.unbind()
 
-    change(ldap3.MODIFY_DELETE)
+    change(operation)
     try:
         yield
     finally:
-        change(ldap3.MODIFY_ADD)
+        change(ldap3.MODIFY_DELETE if operation == ldap3.MODIFY_ADD else ldap3.MODIFY_ADD)
 
 
-def test_a_renamed_users_group_removal_is_seen_at_the_next_refresh(
+def test_a_renamed_users_filter_and_group_removal_are_seen_at_the_next_refresh(
     hub_factory, planetexpress, krb5_env, tmp_path, ccache_dir
 ):
     hub = hub_factory(
@@ -749,13 +752,24 @@ def test_a_renamed_users_group_removal_is_seen_at_the_next_refresh(
             return session.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=60)
 
         assert home().status_code == 200
-        with fry_leaves_ship_crew(planetexpress):
 
-            def sent_to_login():
-                response = home()
-                return response.status_code == 302 and "/hub/login" in response.headers["Location"]
+        def sent_to_login():
+            response = home()
+            return response.status_code == 302 and "/hub/login" in response.headers["Location"]
 
-            until(sent_to_login, "fry (logged in as philip) asked to log in again")
+        # Retired: search_filter excludes fry, at the next refresh and at login.
+        with changed(planetexpress, FRY_DN, "employeeType", "Retired", ldap3.MODIFY_ADD):
+            until(sent_to_login, "fry (philip), retired, asked to log in again")
+            assert hub.login("philip", "fry").status_code == 403
+        assert "fry no longer matches KerberosLDAPAuthenticator.login_search_filter" in (
+            hub.log_text()
+        )
+        session.close()
+        session, response = hub.login_session("philip", "fry")
+        assert response.status_code == 302 and home().status_code == 200
+        # Out of ship_crew: seen at the next refresh.
+        with changed(planetexpress, SHIP_CREW, "member", FRY_DN, ldap3.MODIFY_DELETE):
+            until(sent_to_login, "fry (philip), out of ship_crew, asked to log in again")
             assert hub.login("philip", "fry").status_code == 403
         log = hub.log_text()
         assert "fry is no longer allowed by the directory" in log

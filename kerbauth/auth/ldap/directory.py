@@ -53,12 +53,14 @@ class LoginResult:
 
     ``groups`` holds ``(dn, name)`` pairs, or is None when no group search is set.
     ``server`` is the server that answered (a :class:`kerbauth.core.address.Address`).
+    ``filtered_out``: a refresh found the entry no longer matching ``login_search_filter``.
     """
 
     dn: str
     attributes: dict
     groups: list | None
     server: object
+    filtered_out: bool = False
 
 
 # --- the operations -------------------------------------------------------------------
@@ -301,7 +303,8 @@ def look_up_membership(directory, query, username, log, deadline=None):
     :class:`LoginResult` (entry, attributes, groups), or None when the entry is gone.
 
     Read as the search account, on the first server that answers, within ``deadline``
-    (as :func:`check_login`); raises :class:`DirectoryUnavailable` when no server could
+    (as :func:`check_login`), ``login_search_filter`` too (``filtered_out`` when the
+    entry no longer matches it); raises :class:`DirectoryUnavailable` when no server could
     answer. For ``refresh_user``: blocking, call it on a thread.
     """
 
@@ -310,6 +313,8 @@ def look_up_membership(directory, query, username, log, deadline=None):
         if found is None:
             return None
         dn, attributes = found
+        if query.login_filter and not _passes_login_filter(conn, query, dn, username, log):
+            return LoginResult(dn, attributes, None, None, filtered_out=True)
         groups = _find_groups(conn, query, dn, username) if query.group_search_base else None
         return LoginResult(dn=dn, attributes=attributes, groups=groups, server=None)
 
@@ -331,6 +336,8 @@ def look_up_membership_by_dn(directory, query, dn, username, log, deadline=None)
         attributes = _read_user(conn, dn, query.attributes)
         if not attributes and not _exists(conn, dn):
             return None
+        if query.login_filter and not _passes_login_filter(conn, query, dn, username, log):
+            return LoginResult(dn, attributes, None, None, filtered_out=True)
         groups = _find_groups(conn, query, dn, username) if query.group_search_base else None
         return LoginResult(dn=dn, attributes=attributes, groups=groups, server=None)
 

@@ -26,7 +26,9 @@ class LoginFilterOptions(LoggingConfigurable):
         ``user_attribute``; ``{username}`` by the user's name, filter-escaped:
         the name they logged in with, or with ``hub_username_attribute`` that
         attribute's value. Works with ``bind_dn_template`` and with
-        ``lookup_dn``; needs ``user_search_base``. Empty (default): no such
+        ``lookup_dn``; needs ``user_search_base``. The group refresh
+        (``refresh_user``) searches it again, as the search account, and asks
+        a user it no longer finds to log in again. Empty (default): no such
         check. ldapauthenticator's ``search_filter`` is read onto it.
         Example: ``"(&({user_attribute}={username})(employeeType=Captain))"``.
 

@@ -9,7 +9,8 @@ user's password, on the LDAP threads, within ``login_timeout`` and with the same
 failover between servers (:func:`kerbauth.auth.ldap.directory.look_up_membership`).
 Then:
 
-- the entry is gone, the user is blocked or no longer allowed
+- the entry is gone, no longer matches ``login_search_filter`` (searched as
+  the search account here), the user is blocked or no longer allowed
   (``allowed_users``, ``allowed_groups``, ``admin_groups``): False, so
   JupyterHub asks them to log in again, and that login is refused;
 - otherwise admin follows ``admin_groups``, the JupyterHub groups follow the
@@ -188,6 +189,13 @@ class DirectoryRefresh:
 
     async def _refreshed(self, user, handler, result, found):
         """The model of ``found`` (a LoginResult): False, True or what changed."""
+        if found.filtered_out:
+            self.log.info(
+                "kerbauth: %s no longer matches KerberosLDAPAuthenticator.login_search_filter;"
+                " asking for a new login",
+                log_safe(user.name),
+            )
+            return False
         state = self.ldap_auth_state(found)
         authentication = {"name": user.name, "auth_state": state}
         if not self.check_blocked_users(user.name, authentication) or not self.check_allowed(
