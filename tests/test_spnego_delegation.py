@@ -403,20 +403,26 @@ def test_with_a_keytab_a_login_without_delegation_gets_the_keytab_ticket_on_a_re
     edge_hub, make_user, krb5_env, spnego_keytab, spnego_rcache, tmp_path
 ):
     hub = edge_hub(HUB + hub_lines(spnego_keytab), env={**CRYPT_KEY, **spnego_rcache})
-    account = make_user(groups=("hub-users",))
-    keytab = os.path.join(account.home, f"{account.name}.wb1.keytab")  # the example's
-    ticket = desktop_ticket(krb5_env, account, str(tmp_path))
-    principal = ticket.principal
-    # The user's keytab of the same key as their password (-norandkey).
-    krb5_env.run_kadminl(f"ktadd -norandkey -k {keytab} {principal}")
-    os.chown(keytab, account.uid, account.gid)
+    with_keytab, delegating = accounts = [make_user(groups=("hub-users",)) for _ in range(2)]
+    tickets = {a.name: desktop_ticket(krb5_env, a, str(tmp_path)) for a in accounts}
+    # One user has a keytab (the example's place; the key of their password: -norandkey);
+    # the other has none, so only their delegated TGT can start their server.
+    keytab = os.path.join(with_keytab.home, f"{with_keytab.name}.wb1.keytab")
+    krb5_env.run_kadminl(f"ktadd -norandkey -k {keytab} {tickets[with_keytab.name].principal}")
+    os.chown(keytab, with_keytab.uid, with_keytab.gid)
     os.chmod(keytab, 0o600)
     jar = str(tmp_path / "cookies")
-    spnego_login(hub, ticket, jar, delegation=None)
-    hub.start_server(account.name)
-    _, out = server_klist(hub, account)
-    assert f"Default principal: {principal}" in out and "f" not in klist_flags(out), out
-    # The same user, delegating now: the running server gets the delegated TGT at once.
-    requests_login(hub, ticket, delegate=True)
-    _, out = server_klist(hub, account)
-    assert f"Default principal: {principal}" in out and "f" in klist_flags(out), out
+    spnego_login(hub, tickets[with_keytab.name], jar, delegation=None)
+    requests_login(hub, tickets[delegating.name], delegate=True)
+    for account in accounts:
+        assert hub.request_server(account.name).status_code in (201, 202)
+    for account, forwarded in ((with_keytab, False), (delegating, True)):
+        name = account.name
+        wait_for(lambda n=name: (hub.server(n) or {}).get("ready"), 90, f"{name}'s server")
+        _, out = server_klist(hub, account)
+        assert f"Default principal: {tickets[name].principal}" in out, out
+        assert ("f" in klist_flags(out)) is forwarded, out  # the keytab's TGT is not forwarded
+    # The keytab user logs in delegating now: their running server gets that TGT at once.
+    requests_login(hub, tickets[with_keytab.name], delegate=True)
+    _, out = server_klist(hub, with_keytab)
+    assert "f" in klist_flags(out), out
