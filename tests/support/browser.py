@@ -57,12 +57,12 @@ def chromium(*flags, env=None, negotiate=False):
     """Headless Chromium with ``flags`` besides :data:`FLAGS` and a fresh profile.
 
     ``env`` is added to the environment of chromedriver and so of the browser.
-    ``negotiate``: the profile starts as one that has met a Negotiate challenge
-    before. Chromium on Linux refuses the first challenge a profile ever gets
-    (its network service runs in a sandbox that cannot load GSSAPI): it records
-    the challenge in the profile's Local State, restarts that service outside the
-    sandbox and negotiates from the next request on. A desktop user's browser
-    is past that first time; a fresh test profile is not.
+    ``negotiate``: the browser starts as one that has met a Negotiate challenge
+    before. Chromium on Linux refuses the first challenge its user data directory
+    ever gets (its network service runs in a sandbox that cannot load GSSAPI): it
+    records the challenge in the directory's Local State, restarts that service
+    outside the sandbox and negotiates from the next request on. A desktop user's
+    browser is past that first time; a fresh test profile is not.
     """
     # Selenium must use the system's driver and browser, never download any.
     offline = os.environ.get("SE_OFFLINE")
