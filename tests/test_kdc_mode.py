@@ -398,3 +398,9 @@ def test_the_default_service_principal_is_this_hosts(krb5_env, ccache_dir):
     assert authenticator.verify_principal_name == f"host/{fqdn}@{krb5_env.realm}"
     authenticator.verify_principal = "HTTP/hub.example.org"
     assert authenticator.verify_principal_name == f"HTTP/hub.example.org@{krb5_env.realm}"
+
+
+def test_the_modes_own_options_have_help_with_an_example_and_version():
+    for name in ("verify_keytab", "verify_principal", "password_tickets"):
+        help_text = KerberosKDCAuthenticator.class_traits()[name].help
+        assert "Example" in help_text and "versionadded" in help_text, name

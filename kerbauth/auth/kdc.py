@@ -109,7 +109,7 @@ class KerberosKDCAuthenticator(LoginLimits, KerberosTickets, Authenticator):
         True,
         config=True,
         help="""Always True in the ``kerberos-kdc`` mode (the login's TGT is the user's
-        ticket); setting it False is refused at start-up.
+        ticket); setting it False is refused at start-up. Example: leave it unset.
 
         .. versionadded:: 0.2
         """,
