@@ -9,6 +9,7 @@ tokens made by hand with python-gssapi (replays, mutual authentication).
 
 import asyncio
 import base64
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,7 @@ from traitlets.config import Config
 
 from kerbauth.auth import spnego
 from kerbauth.auth.spnego import SpnegoRefused, decode_token, username_of
+from kerbauth.core.ccache import parse_ccache
 from kerbauth.core.errors import ConfigError
 from support.realm import start_realm
 from support.spnego import (
@@ -165,6 +167,51 @@ def test_a_malformed_token_is_refused_before_any_gssapi(value):
     with pytest.raises(SpnegoRefused) as refusal:
         decode_token(value)
     assert refusal.value.status == 400
+
+
+def test_the_accept_in_process(realms, client_tickets, monkeypatch, tmp_path):
+    # accept_token against the real keytab, as the SPNEGO threads call it.
+    home = realms.home
+    monkeypatch.setenv("KRB5_CONFIG", home.env["KRB5_CONFIG"])
+    monkeypatch.setenv("KRB5RCACHEDIR", str(tmp_path))
+    log = logging.getLogger("test-spnego")
+    name = f"carla{secrets.token_hex(3)}"
+    ticket = client_tickets(home, name)
+
+    def accept(principal="", host=HOST, delegate=False):
+        context = gssapi.SecurityContext(
+            name=gssapi.Name(f"HTTP@{HOST}", gssapi.NameType.hostbased_service),
+            usage="initiate",
+            creds=ticket.credentials(),
+            mech=gssapi.Mechanism.from_sasl_name("SPNEGO"),
+            flags=gssapi.RequirementFlag.mutual_authentication
+            | (gssapi.RequirementFlag.delegate_to_peer if delegate else 0),
+        )
+        first = context.step()
+        done = spnego.accept_token(first, realms.keytab, principal, host, [HOME], log)
+        return context, done
+
+    # Default: HTTP/<the request's host>; the reply completes the client's context.
+    context, done = accept()
+    assert (done.principal, done.username) == (f"{name}@{HOME}", name)
+    assert done.delegated is None
+    context.step(done.token)
+    assert context.complete
+    # Pinned: the named principal, whatever the host; another principal is refused.
+    assert accept(principal=f"HTTP/{HOST}@{HOME}", host="elsewhere")[1].username == name
+    with pytest.raises(SpnegoRefused) as refusal:
+        accept(principal=f"HTTP/other@{HOME}")
+    assert refusal.value.status == 401 and "no key for HTTP/other" in refusal.value.reason
+    # A Host the keytab has no key for, and one that is not a host name.
+    with pytest.raises(SpnegoRefused) as refusal:
+        accept(host="other.example")
+    assert refusal.value.status == 401 and "no key for HTTP@other.example" in refusal.value.reason
+    with pytest.raises(SpnegoRefused) as refusal:
+        accept(host="bad host")
+    assert refusal.value.status == 400
+    # Delegation asked by the client: the TGT comes back as a FILE cache of its principal.
+    _, done = accept(delegate=True)
+    assert parse_ccache(done.delegated).principal == f"{name}@{HOME}"
 
 
 def test_accepts_run_on_a_small_bound_and_within_the_ticket_timeout(monkeypatch):
