@@ -636,29 +636,44 @@ c.KerberosTickets.ccache_dir = os.environ["CCACHE_DIR"]
 """
 
 
+Z2JH_LOGINS = [("fry", "fry"), ("leela", "leela"), ("hermes", "hermes"), ("fry", "bender")]
+
+
+def what_users_see(hub, logins):
+    """Each login's answer, and each user's admin flag and the auth_state keys read."""
+    answers = [hub.login(name, password).status_code for name, password in logins]
+    users = {}
+    for name in sorted({name for name, _ in logins}):
+        response = hub.api("GET", f"/users/{name}")
+        if response.status_code == 200:
+            model = response.json()
+            state = model["auth_state"]
+            users[name] = (model["admin"], state["ldap_groups"], state["user_attributes"])
+    return answers, users
+
+
 def test_a_z2jh_ldapauthenticator_config_runs_a_hub_with_one_line_changed(
     hub_factory, planetexpress, krb5_env, tmp_path, ccache_dir
 ):
-    hub = hub_factory(
-        Z2JH_SITE,
-        env={
-            "LDAP_PORT": str(planetexpress.ldap_port),
-            "LDAP_CA_FILE": planetexpress.ca_file,
-            "KEYTAB_DIR": str(tmp_path),
-            "CCACHE_DIR": ccache_dir,
-            "KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"],
-            "JUPYTERHUB_CRYPT_KEY": "ab" * 32,
-        },
-    )
-    assert hub.login("fry", "fry").status_code == 302
-    assert hub.login("leela", "leela").status_code == 302
-    assert hub.login("hermes", "hermes").status_code == 403  # not in ship_crew
-    assert hub.login("fry", "bender").status_code == 403
-    fry = hub.api("GET", "/users/fry").json()
-    assert fry["admin"] is False
-    assert fry["auth_state"]["ldap_groups"] == [SHIP_CREW]
-    assert fry["auth_state"]["user_attributes"] == {"mail": ["fry@planetexpress.com"]}
-    assert hub.api("GET", "/users/leela").json()["admin"] is True
+    env = {
+        "LDAP_PORT": str(planetexpress.ldap_port),
+        "LDAP_CA_FILE": planetexpress.ca_file,
+        "KEYTAB_DIR": str(tmp_path),
+        "CCACHE_DIR": ccache_dir,
+        "KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"],
+        "JUPYTERHUB_CRYPT_KEY": "ab" * 32,
+    }
+    hub = hub_factory(Z2JH_SITE, env=env)
+    seen = what_users_see(hub, Z2JH_LOGINS)
+    # The reference: the same file with ldapauthenticator's class.
+    reference_site = Z2JH_SITE.replace('"kerberos-ldap"', '"ldapauthenticator.LDAPAuthenticator"')
+    assert seen == what_users_see(hub_factory(reference_site, env=env), Z2JH_LOGINS)
+    answers, users = seen
+    assert answers == [302, 302, 403, 403]  # hermes is not in ship_crew; a wrong password
+    assert users == {
+        "fry": (False, [SHIP_CREW], {"mail": ["fry@planetexpress.com"]}),
+        "leela": (True, [SHIP_CREW], {"mail": ["leela@planetexpress.com"]}),
+    }
     log = hub.log_text()
     for old, new in [
         ("server_address", "server_address"),
