@@ -222,7 +222,9 @@ def _run_as(account, env, argv):
     )
 
 
-def test_a_spoofed_kdc_cannot_log_anyone_in(hub_factory, ccache_dir, service_keytab, private_dir):
+def test_a_spoofed_kdc_cannot_log_anyone_in_and_a_kdc_down_is_told(
+    hub_factory, ccache_dir, service_keytab, private_dir
+):
     principal_svc, keytab = service_keytab
     # The attacker's KDC: the same realm name, keys of its own, the user with a
     # password of its choosing, and even the hub's service principal (another key).
@@ -253,6 +255,13 @@ def test_a_spoofed_kdc_cannot_log_anyone_in(hub_factory, ccache_dir, service_key
                 if "TGS_REQ" in line and ": ISSUE: " in line and f"for {principal_svc}" in line
             ]
         assert asked, "the spoofed KDC issued the service ticket"
+
+        # A KDC that is down: refused at once, saying so.
+        spoof.stop_kdc()
+        response = hub.login(name, "Attackers-Choice-1")
+        assert response.status_code == 503, response.text
+        assert "could not be reached" in response.text
+        assert f"{name}@127.0.0.1 failed (kdc_unreachable)" in hub.log_text()
     finally:
         spoof.stop()
 

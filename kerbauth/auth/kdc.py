@@ -25,7 +25,7 @@ here and is refused, and so is the kinit backend (kinit cannot verify).
 
 What the user is told: a wrong password and an unknown principal are the
 same "invalid username or password" (the log says which). A KDC that does not
-answer in time is a 503 saying so. An answer that cannot be verified is a 503
+answer in time, or cannot be reached, is a 503 saying so. An answer that cannot be verified is a 503
 asking the user to contact their administrator, the log saying the KDC could
 not be verified; that tells a guesser nothing a successful login would not
 (the password was right), and a spoofed KDC's operator knows it already.
@@ -54,6 +54,10 @@ TIMEOUT_MESSAGE = (
     "The Kerberos server did not answer in time, so your password could not be checked."
     " Please try again in a few minutes, or contact your administrator."
 )
+UNREACHABLE_MESSAGE = (
+    "The Kerberos server could not be reached, so your password could not be checked."
+    " Please try again in a few minutes, or contact your administrator."
+)
 NOT_VERIFIED_MESSAGE = (
     "The Kerberos server's answer could not be verified, so you were not logged in."
     " Please contact your administrator."
@@ -64,7 +68,6 @@ FAILED_MESSAGE = (
 )
 # Causes that mean "this name and password do not log in" (told to the user as such).
 REFUSED = ("password", "principal")
-UNANSWERED = ("timeout", "kdc_unreachable")
 
 
 class KerberosKDCAuthenticator(LoginLimits, KerberosTickets, Authenticator):
@@ -277,6 +280,8 @@ class KerberosKDCAuthenticator(LoginLimits, KerberosTickets, Authenticator):
             error.cause,
             error.detail,
         )
-        if error.cause in UNANSWERED:
+        if error.cause == "timeout":
             raise web.HTTPError(503, TIMEOUT_MESSAGE)
+        if error.cause == "kdc_unreachable":
+            raise web.HTTPError(503, UNREACHABLE_MESSAGE)
         raise web.HTTPError(503, FAILED_MESSAGE)
