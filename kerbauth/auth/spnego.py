@@ -236,8 +236,8 @@ class KerberosSPNEGO(LoggingConfigurable):
 
         It holds the key of ``HTTP/<host>@REALM``, where ``<host>`` is the name
         the browsers use to reach the hub (behind a TLS proxy: the proxy's public
-        name). Readable by the hub only. Unset (``""``, the default): SPNEGO is
-        off and the login page is the form alone, as before.
+        name). Readable by the hub only. Unset (``""``): SPNEGO is off and the
+        login page is the form alone, as before.
 
         .. versionadded:: 0.2
         """,
@@ -248,7 +248,7 @@ class KerberosSPNEGO(LoggingConfigurable):
         config=True,
         help="""The service principal the hub accepts SPNEGO logins for.
 
-        Unset (``""``, the default): ``HTTP/<the host the browser asked for>``,
+        Unset (``""``): ``HTTP/<the host the browser asked for>``,
         any realm, i.e. any ``HTTP/`` key of ``keytab`` whose host is the
         request's host (a hub reached under two names accepts both, each with
         its own key). Set, it pins one principal, e.g.
@@ -266,7 +266,7 @@ class KerberosSPNEGO(LoggingConfigurable):
         ``alice@REALM`` with ``REALM`` listed is the user ``alice``; a
         principal of any other realm is refused (401 page with the form, the
         cause in the log), and so is one with an instance (``alice/admin``).
-        Default: ``[KerberosTickets.realm]``. Example: ``["EXAMPLE.ORG",
+        Unset (empty): ``[KerberosTickets.realm]``. Example: ``["EXAMPLE.ORG",
         "AD.EXAMPLE.ORG"]`` (two realms whose users share one namespace).
 
         .. versionadded:: 0.2
