@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -342,8 +343,15 @@ def test_pam_mode_negotiate_form_and_refusals(
     assert done.status == 403 and "is not allowed on this hub" in done.body
     log_says(hub, outsider.name, "not allowed")
 
+    # PAM's account stack still runs (check_account): an expired account is refused.
+    expired = make_user(groups=("hub-users",))
+    subprocess.run(["chage", "-E", "0", expired.name], check=True)
+    done = curl(login, client_tickets(home, expired.name).env)
+    assert done.status == 403 and "its account check failed" in done.body
+    log_says(hub, "refused (403)", f"refused the account of {expired.name}")
+
     users = {u["name"] for u in hub.api("GET", "/users").json()}
-    assert member.name in users and outsider.name not in users
+    assert member.name in users and outsider.name not in users and expired.name not in users
     assert f"{member.name}/admin" not in users and nobody.principal.split("@")[0] not in users
 
 
