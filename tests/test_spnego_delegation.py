@@ -8,6 +8,14 @@
   user from auth_state: the delegated TGT, the keytab, or a refusal saying
   what the browser must allow; the start-up rule of a hub whose tickets come
   only by delegation.
+- Real hubs logged into with ``curl --negotiate --delegation always`` and
+  requests-gssapi ``delegate=True``: on a hub without keytabs or password
+  tickets (a short-ticket realm of its own), the servers' ``klist -f`` shows
+  each user's forwarded TGT, a user who does not delegate is refused with
+  what to allow, the hub renews the delegated TGT until renew-until and then
+  sends the user to a login that brings a new one; on a fetch hub with
+  keytabs, a non-delegating user gets the keytab's TGT beside a delegating
+  one without a keytab.
 """
 
 import base64
@@ -29,7 +37,9 @@ from kerbauth.core.errors import ConfigError, TicketError
 from kerbauth.hub.password_tickets import NoLoginTicket
 from kerbauth.hub.tickets import AUTH_STATE_KEY
 from support.edge import server_environment, wait_for
+from support.fetch import default_cache, fetch_config
 from support.realm import short_tickets_realm
+from support.served import wait_for_ticket
 from support.spnego import (
     ClientTicket,
     curl,
@@ -399,30 +409,41 @@ def test_the_delegated_tgt_is_the_servers_ticket_renewed_until_a_new_login(
         assert curl(home, plain, follow=False, cookies=jar).status == 200
 
 
-def test_with_a_keytab_a_login_without_delegation_gets_the_keytab_ticket_on_a_real_hub(
-    edge_hub, make_user, krb5_env, spnego_keytab, spnego_rcache, tmp_path
+def test_with_a_keytab_a_login_without_delegation_gets_the_keytab_ticket_on_a_fetch_hub(
+    hub_factory,
+    scoped_hubs,
+    keytab_dir,
+    krb5_env,
+    pam_service,
+    make_user,
+    spnego_keytab,
+    spnego_rcache,
+    fetched_caches,
+    tmp_path,
 ):
-    hub = edge_hub(HUB + hub_lines(spnego_keytab), env={**CRYPT_KEY, **spnego_rcache})
-    with_keytab, delegating = accounts = [make_user(groups=("hub-users",)) for _ in range(2)]
+    """The same choice with the fetch delivery: each server fetches its user's ticket."""
+    site = {"KRB5_CONFIG": krb5_env.env["KRB5_CONFIG"]}  # a container's own krb5.conf
+    extra = HUB + hub_lines(spnego_keytab) + f"c.Spawner.environment.update({site!r})\n"
+    env = {**site, "JUPYTERHUB_PAM_SERVICE": pam_service(), **CRYPT_KEY, **spnego_rcache}
+    hub = hub_factory(fetch_config(keytab_dir, extra), env=env)
+    with_keytab, delegating = accounts = [make_user() for _ in range(2)]
     tickets = {a.name: desktop_ticket(krb5_env, a, str(tmp_path)) for a in accounts}
-    # One user has a keytab (the example's place; the key of their password: -norandkey);
-    # the other has none, so only their delegated TGT can start their server.
-    keytab = os.path.join(with_keytab.home, f"{with_keytab.name}.wb1.keytab")
+    # One user has a keytab (root's, in the hub's keytab directory; the key of their
+    # password: -norandkey); the other has none, so only their delegated TGT can give
+    # their server a ticket.
+    keytab = os.path.join(keytab_dir, f"{with_keytab.name}.keytab")
     krb5_env.run_kadminl(f"ktadd -norandkey -k {keytab} {tickets[with_keytab.name].principal}")
-    os.chown(keytab, with_keytab.uid, with_keytab.gid)
     os.chmod(keytab, 0o600)
-    jar = str(tmp_path / "cookies")
-    spnego_login(hub, tickets[with_keytab.name], jar, delegation=None)
+    spnego_login(hub, tickets[with_keytab.name], str(tmp_path / "cookies"), delegation=None)
     requests_login(hub, tickets[delegating.name], delegate=True)
     for account in accounts:
+        fetched_caches.append(default_cache(account.name))
         assert hub.request_server(account.name).status_code in (201, 202)
     for account, forwarded in ((with_keytab, False), (delegating, True)):
-        name = account.name
+        name, principal = account.name, tickets[account.name].principal
         wait_for(lambda n=name: (hub.server(n) or {}).get("ready"), 90, f"{name}'s server")
+        path = server_environment(hub, name)["KRB5CCNAME"].removeprefix("FILE:")
+        wait_for_ticket(path, principal)  # fetched by the server itself
         _, out = server_klist(hub, account)
-        assert f"Default principal: {tickets[name].principal}" in out, out
+        assert f"Default principal: {principal}" in out, out
         assert ("f" in klist_flags(out)) is forwarded, out  # the keytab's TGT is not forwarded
-    # The keytab user logs in delegating now: their running server gets that TGT at once.
-    requests_login(hub, tickets[with_keytab.name], delegate=True)
-    _, out = server_klist(hub, with_keytab)
-    assert "f" in klist_flags(out), out
