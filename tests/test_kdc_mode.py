@@ -6,6 +6,7 @@ one, real local accounts and spawned servers whose ``klist`` shows the login's
 TGT.
 """
 
+import asyncio
 import os
 import re
 import secrets
@@ -14,8 +15,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from types import SimpleNamespace
 
 import pytest
+from tornado import web
 from traitlets.config import Config
 
 from kerbauth import KerberosKDCAuthenticator
@@ -407,6 +410,41 @@ def test_the_default_service_principal_is_this_hosts(krb5_env, ccache_dir):
     assert authenticator.verify_principal_name == f"host/{fqdn}@{krb5_env.realm}"
     authenticator.verify_principal = "HTTP/hub.example.org"
     assert authenticator.verify_principal_name == f"HTTP/hub.example.org@{krb5_env.realm}"
+
+
+async def test_the_login_limits_hold_for_kdc_logins(krb5_env, ccache_dir, service_keytab):
+    principal_svc, keytab = service_keytab
+    name = f"kbt-{secrets.token_hex(4)}"
+    principal = f"{name}@{krb5_env.realm}"
+    krb5_env.addprinc(principal, "Right-Password-1")
+    settings = {
+        "KerberosKDCAuthenticator__verify_keytab": keytab,
+        "KerberosKDCAuthenticator__verify_principal": principal_svc,
+        "KerberosKDCAuthenticator__login_max_failures": 2,
+    }
+    authenticator = KerberosKDCAuthenticator(config=_config(ccache_dir, **settings))
+    try:
+        authenticator.start()
+        # Logins from one client address (as the hub's handler sees it).
+        request = SimpleNamespace(remote_ip="192.0.2.7", headers={}, connection=None)
+        handler = SimpleNamespace(request=request)
+        wrong = {"username": name, "password": "Wrong-Password-1"}
+        for _ in range(3):  # past login_max_failures (the count decays meanwhile)
+            assert await authenticator.authenticate(handler, wrong) is None
+        # The address is throttled: one attempt at a time; a second one at once is a
+        # 429 that costs no KDC request.
+        asked = len(as_requests(krb5_env, principal))
+        first, second = await asyncio.gather(
+            authenticator.authenticate(handler, {"username": name, "password": "Right-Password-1"}),
+            authenticator.authenticate(handler, wrong),
+            return_exceptions=True,
+        )
+        assert isinstance(second, web.HTTPError) and second.status_code == 429, second
+        assert first["name"] == name and first["auth_state"]["kerberos_ccache"]
+        assert len(as_requests(krb5_env, principal)) == asked + 1, "only the admitted one"
+    finally:
+        authenticator.close()
+        krb5_env.run_kadminl(f"delprinc -force {principal}")
 
 
 def test_the_modes_own_options_have_help_with_an_example_and_version():
