@@ -368,6 +368,27 @@ def test_spnego_off_leaves_the_login_page_as_it_was(edge_hub, realms, spnego_rca
 # --- LDAP mode --------------------------------------------------------------------------------
 
 
+def test_start_up_refuses_a_keytab_others_can_read_and_no_replay_cache(tmp_path, monkeypatch):
+    keytab = tmp_path / "http.keytab"
+    keytab.write_bytes(b"\x05\x02")
+    keytab.chmod(0o640)
+    monkeypatch.delenv("KRB5RCACHENAME", raising=False)
+    monkeypatch.delenv("KRB5RCACHETYPE", raising=False)
+    monkeypatch.setenv("KRB5RCACHEDIR", str(tmp_path))
+    hub = spnego.KerberosSPNEGO(keytab=str(keytab), realms=[HOME])
+    hub.check_spnego_config()  # 0640, a replay cache directory: fine
+    keytab.chmod(0o644)
+    with pytest.raises(ConfigError, match="KerberosSPNEGO.keytab .* others cannot read"):
+        hub.check_spnego_config()
+    keytab.chmod(0o600)
+    monkeypatch.setenv("KRB5RCACHEDIR", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="replay cache directory .*KRB5RCACHEDIR"):
+        hub.check_spnego_config()
+    monkeypatch.setenv("KRB5RCACHEDIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="KerberosSPNEGO.realms is empty"):
+        spnego.KerberosSPNEGO(keytab=str(keytab)).check_spnego_config()
+
+
 def test_ldap_mode_refuses_spnego_without_a_search_account(realms, tmp_path):
     from kerbauth import KerberosLDAPAuthenticator
 

@@ -8,10 +8,11 @@ still logs in as before). The handler is :mod:`kerbauth.auth.spnego_handler`.
 
 This module holds the options (the mixin :class:`KerberosSPNEGO`, a base of
 :class:`~kerbauth.KerberosPAMAuthenticator` and
-:class:`~kerbauth.KerberosLDAPAuthenticator`), the rule from a principal to a
-username (:func:`username_of`) and the accept itself (:func:`accept_token`,
-python-gssapi, run on a small thread pool of its own, never on the event
-loop). What each login mode checks of the account without a password is in
+:class:`~kerbauth.KerberosLDAPAuthenticator`), and runs the accept
+(:func:`~kerbauth.auth.spnego_accept.accept_token`, python-gssapi, with the
+rule from a principal to a username, :func:`~kerbauth.auth.spnego_accept.username_of`)
+on a small thread pool of its own, never on the event loop. What each login
+mode checks of the account without a password is in
 :mod:`kerbauth.auth.spnego_accounts`.
 
 The principal-to-username rule: ``alice@REALM``, with ``REALM`` one of
@@ -23,16 +24,22 @@ normalised as every kerbauth username is). A principal with an instance
 
 import asyncio
 import base64
-import binascii
-import re
+import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from kerbauth.auth.spnego_accept import (
+    Negotiated,
+    SpnegoRefused,
+    accept_token,
+    decode_token,
+    replay_cache_problem,
+    username_of,
+)
 from kerbauth.core.errors import ConfigError
-from kerbauth.core.names import InvalidUsername, check_username, printable
 from kerbauth.traits import Count, StringList
 
 __all__ = [
@@ -44,31 +51,6 @@ __all__ = [
     "decode_token",
     "username_of",
 ]
-
-# The largest token read. A Kerberos AP-REQ with a PAC from Active Directory can
-# be 12 KB and more (users in many groups); tornado refuses headers past 64 KB.
-MAX_TOKEN_BYTES = 48 * 1024
-
-# A host name as the acceptor name is built from it (HTTP@<host>): DNS labels.
-_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62})(?:\.[a-z0-9](?:[a-z0-9-]{0,62}))*")
-
-TRY_THE_FORM = " Log in with your username and password below."
-
-
-@dataclass(frozen=True)
-class Negotiated:
-    """An accepted SPNEGO login.
-
-    ``principal``: the client's principal (``alice@REALM``); ``username`` the
-    name the rule made of it; ``delegated`` the FILE-cache bytes of the TGT
-    the client delegated (None without delegation); ``token`` the
-    mutual-authentication token for ``WWW-Authenticate: Negotiate <base64>``.
-    """
-
-    principal: str
-    username: str
-    delegated: bytes | None
-    token: bytes | None
 
 
 class NegotiatedLogin:
@@ -93,139 +75,6 @@ class NegotiatedLogin:
         return True
 
 
-class SpnegoRefused(Exception):
-    """A refused SPNEGO login: ``status`` and ``message`` for the user, ``reason`` for the log."""
-
-    def __init__(self, status, message, reason):
-        self.status, self.message, self.reason = status, message, reason
-        super().__init__(reason)
-
-
-def decode_token(value):
-    """The bytes of the token in ``Authorization: Negotiate <value>``; SpnegoRefused(400)."""
-    value = value.strip()
-    if not value:
-        raise SpnegoRefused(400, "Your browser sent an empty Negotiate token.", "an empty token")
-    if len(value) > MAX_TOKEN_BYTES * 4 // 3 + 4:
-        raise SpnegoRefused(
-            400, "Your browser sent a Negotiate token that is too long.", f"{len(value)} chars"
-        )
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise SpnegoRefused(
-            400, "Your browser sent a Negotiate token that is not valid.", "not base64"
-        ) from None
-
-
-def username_of(principal, realms):
-    """The username of ``principal`` (``alice@REALM``, REALM in ``realms``); SpnegoRefused(403).
-
-    An instance (``alice/admin``), a realm not in ``realms``, an escaped
-    character (MIT writes ``\\@`` and ``\\/`` inside a component) or a name
-    that is not a valid kerbauth username is refused.
-    """
-    shown = printable(principal)
-    name, at, realm = principal.rpartition("@")
-    if not at or "\\" in principal:
-        raise SpnegoRefused(
-            403, "Your Kerberos principal cannot log in here.", f"unusable principal {shown!r}"
-        )
-    if realm not in realms:
-        raise SpnegoRefused(
-            403,
-            f"Kerberos principals of the realm {printable(realm)} cannot log in here.",
-            f"{shown}: realm {printable(realm)!r} is not in KerberosSPNEGO.realms"
-            f" ({', '.join(realms)})",
-        )
-    if "/" in name:
-        raise SpnegoRefused(
-            403,
-            f"The Kerberos principal {shown} has an instance and cannot log in here;"
-            " use your own principal.",
-            f"{shown} has an instance ({printable(name.partition('/')[2])!r}): only"
-            " user@REALM principals map to a username",
-        )
-    try:
-        return check_username(name)
-    except InvalidUsername as e:
-        raise SpnegoRefused(
-            403, "Your Kerberos principal cannot log in here.", f"{shown}: {e}"
-        ) from None
-
-
-def _acceptor_name(gssapi, principal, host):
-    """The gssapi.Name the hub accepts as: the pinned ``principal``, or ``HTTP@host``."""
-    if principal:
-        return gssapi.Name(principal, gssapi.NameType.kerberos_principal)
-    if not _HOST.fullmatch(host or ""):
-        raise SpnegoRefused(400, "This address cannot be used for Negotiate.", f"host {host!r}")
-    return gssapi.Name(f"HTTP@{host}", gssapi.NameType.hostbased_service)
-
-
-def _delegated_bytes(context, principal, log):
-    """The delegated TGT as FILE-cache bytes, or None (no delegation, or not available yet)."""
-    creds = context.delegated_creds
-    if creds is None:
-        return None
-    try:
-        from kerbauth.core.delegated import delegated_ccache
-    except ImportError:
-        return None
-    try:
-        return delegated_ccache(creds, principal)
-    except Exception as e:  # noqa: BLE001 - the login goes on without the ticket
-        log.warning(
-            "kerbauth: SPNEGO login of %s: its delegated ticket could not be kept: %s",
-            printable(principal),
-            printable(e),
-        )
-        return None
-
-
-def accept_token(token, keytab, principal, host, realms, log):
-    """Accept one SPNEGO ``token`` (blocking: call it on a thread); a :class:`Negotiated`.
-
-    The acceptor's credentials come from ``keytab``: for the pinned
-    ``principal``, or for ``HTTP/<host>`` (any realm) when it is empty.
-    The exchange must complete in one step (Kerberos does); a token that is
-    not one, does not decrypt with the keytab, or was seen before (the
-    replay cache) is refused with 401.
-    """
-    import gssapi
-
-    name = _acceptor_name(gssapi, principal, host)
-    try:
-        creds = gssapi.Credentials(name=name, usage="accept", store={"keytab": keytab})
-    except gssapi.exceptions.GSSError as e:
-        raise SpnegoRefused(
-            401,
-            "This hub cannot accept Kerberos logins for this address." + TRY_THE_FORM,
-            f"no key for {printable(name)} in {keytab}: {printable(e)}",
-        ) from None
-    context = gssapi.SecurityContext(creds=creds, usage="accept")
-    try:
-        reply = context.step(token)
-        # A failure with an error token for the client (SPNEGO's reject) is raised by
-        # python-gssapi at the next use of the context, here.
-        complete = context.complete
-    except gssapi.exceptions.GSSError as e:
-        raise SpnegoRefused(
-            401,
-            "Your Kerberos ticket was not accepted." + TRY_THE_FORM,
-            f"token refused: {printable(e)}",
-        ) from None
-    if not complete:
-        raise SpnegoRefused(
-            401,
-            "Your browser did not offer a Kerberos ticket." + TRY_THE_FORM,
-            "the exchange did not complete in one step (not a Kerberos token?)",
-        )
-    client = str(context.initiator_name)
-    username = username_of(client, realms)
-    return Negotiated(client, username, _delegated_bytes(context, client, log), reply or None)
-
-
 class KerberosSPNEGO(LoggingConfigurable):
     """SPNEGO (Negotiate) login, off unless ``keytab`` is set; see the module's docstring."""
 
@@ -236,8 +85,10 @@ class KerberosSPNEGO(LoggingConfigurable):
 
         It holds the key of ``HTTP/<host>@REALM``, where ``<host>`` is the name
         the browsers use to reach the hub (behind a TLS proxy: the proxy's public
-        name). Readable by the hub only. Unset (``""``): SPNEGO is off and the
-        login page is the form alone, as before.
+        name). It must be a regular file others cannot read (0600, or 0640 for
+        the hub's group): whoever reads that key can make a ticket to the hub
+        in any user's name, and the hub refuses to start otherwise. Unset
+        (``""``): SPNEGO is off and the login page is the form alone, as before.
 
         .. versionadded:: 0.2
         """,
@@ -319,12 +170,21 @@ class KerberosSPNEGO(LoggingConfigurable):
                 " (pip install 'kerbauth[spnego]')"
             ) from None
         try:
-            with open(self.keytab, "rb"):
-                pass
+            with open(self.keytab, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
         except OSError as e:
             raise ConfigError(
                 f"KerberosSPNEGO.keytab {self.keytab!r} cannot be read: {e}"
             ) from None
+        if not stat.S_ISREG(mode) or mode & 0o007:
+            # Whoever reads the HTTP key can make a ticket to the hub in anyone's name.
+            raise ConfigError(
+                f"KerberosSPNEGO.keytab {self.keytab!r} must be a regular file that others"
+                f" cannot read or write (mode {stat.S_IMODE(mode):04o}; use 0600 or 0640)"
+            )
+        rcache = replay_cache_problem(os.environ)
+        if rcache:
+            raise ConfigError(rcache)
         if not self.realms:
             raise ConfigError(
                 "KerberosSPNEGO.realms is empty and KerberosTickets.realm is not set:"
