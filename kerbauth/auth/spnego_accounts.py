@@ -102,18 +102,11 @@ def _look_up(directory, query, username, log, deadline):
     None: no entry, or one that ``login_search_filter`` does not let in. On a thread."""
     from kerbauth.auth.ldap import directory as ldap_directory
 
+    # The lookup applies login_search_filter itself (filtered_out).
     result = ldap_directory.look_up_membership(directory, query, username, log, deadline)
-    if result is None or getattr(result, "filtered_out", False):
+    if result is None or result.filtered_out:
         return None
-    if not query.login_filter or hasattr(type(result), "filtered_out"):
-        return result  # the lookup applied login_search_filter itself
-
-    def passes(conn):
-        ldap_directory._bind_service(conn, query)
-        return ldap_directory._passes_login_filter(conn, query, result.dn, username, log)
-
-    allowed, _ = ldap_directory.with_failover(directory, passes, log, deadline)
-    return result if allowed else None
+    return result
 
 
 def _hub_name(self, username):
@@ -136,8 +129,6 @@ async def ldap_login(self, handler, negotiated):
     """``KerberosLDAPAuthenticator.spnego_login``: the entry and groups, read by the search
     account; the model a password login would give."""
     from kerbauth.auth.ldap import directory as ldap_directory
-    from kerbauth.auth.ldap import groups as group_policy
-    from kerbauth.auth.ldap.authenticator import user_info_from
 
     username, hub_name = _hub_name(self, negotiated.username)
     directory, query = self._ldap_settings()
@@ -172,15 +163,4 @@ async def ldap_login(self, handler, negotiated):
         result.dn,
         result.server,
     )
-    auth_state = self.ldap_auth_state(result)
-    model = {"name": hub_name, "auth_state": auth_state}
-    if self.sends_user_info and self.user_info_attributes:
-        model["user_info"] = user_info_from(result.attributes, self.user_info_attributes)
-    if result.groups is not None and self.manage_groups:
-        model["groups"] = group_policy.group_names(auth_state)
-    if self.owner_from_ldap:
-        if hub_name == username:
-            self._remember_owner(hub_name, result.attributes)
-        else:
-            self._owners.pop(hub_name, None)
-    return model
+    return self.ldap_model(username, hub_name, result, self.ldap_auth_state(result))

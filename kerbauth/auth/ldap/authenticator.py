@@ -205,6 +205,11 @@ class KerberosLDAPAuthenticator(
         if self.hub_username_attribute:
             # The entry's DN is in ldap_dn; refresh_user reads it with the name logged in with.
             auth_state["ldap_login_name"] = username
+        return self.ldap_model(username, hub_name, result, auth_state)
+
+    def ldap_model(self, username, hub_name, result, auth_state):
+        """The model JupyterHub gets of a login to the entry ``result`` (a bind's, or
+        a SPNEGO login's read by the search account) as ``hub_name``."""
         model = {"name": hub_name, "auth_state": auth_state}
         if self.sends_user_info and self.user_info_attributes:
             model["user_info"] = user_info_from(result.attributes, self.user_info_attributes)
